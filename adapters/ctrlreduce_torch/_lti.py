@@ -1,0 +1,93 @@
+"""The diagonal LTI form shared by every adapter.
+
+Glossary (G independent systems, N complex states each, m inputs, p outputs)
+-------------------------------------------------------------------------
+======  =============  =====================================================
+``lam``  (G, N)         discrete-time eigenvalues of the recurrence
+                         ``x[k+1] = diag(lam) x[k] + B u[k]``, complex
+``B``    (G, N, m)      complex input matrix (any input normalisation,
+                         e.g. the LRU's ``gamma``, already folded in)
+``C``    (G, p, N)      complex output matrix; the layer outputs
+                         ``y[k] = Re(C x[k]) + D u[k]`` (a factor 2, as in
+                         S5/S4D's ``2 Re(C x)``, is folded into ``C``)
+``D``    (G, p, m)      real feedthrough
+======  =============  =====================================================
+
+The *real* input-output map of ``Re(C x)`` is the conjugate-augmented system
+of order ``2N``::
+
+    A_aug = diag(lam, conj(lam)),  B_aug = [B; conj(B)],
+    C_aug = [C / 2, conj(C) / 2],  D_aug = D
+
+whose transfer function is real on the real axis.  Its HSVs are what the
+adapters report and rank by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import ctrlreduce
+
+__all__ = ["DiagonalLTI"]
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalLTI:
+    """A batch of ``G`` discrete-time diagonal systems, as tensors on one device.
+
+    ``dt`` is 1: one step of the layer's recurrence is one sample.
+    """
+
+    lam: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor
+
+    @property
+    def n_systems(self) -> int:
+        return int(self.lam.shape[0])
+
+    @property
+    def n_states(self) -> int:
+        """Complex states per system ``N`` (the real map has ``2N``)."""
+        return int(self.lam.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.lam.device
+
+    def augmented(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(lam_aug (G, 2N), B_aug (G, 2N, m), C_aug (G, p, 2N), D (G, p, m))``."""
+        lam = torch.cat([self.lam, self.lam.conj()], dim=1)
+        B = torch.cat([self.B, self.B.conj()], dim=1)
+        C = torch.cat([self.C, self.C.conj()], dim=2) / 2
+        return lam, B, C, self.D
+
+    def to_statespace(self, *, augmented: bool = True) -> list[ctrlreduce.StateSpace]:
+        """One ``ctrlreduce.StateSpace`` (``dt=1``) per system, in float64/complex128.
+
+        ``augmented=True`` (default) gives the real input-output map (order
+        ``2N``, complex diagonal coordinates); ``False`` gives the complex
+        system ``(diag(lam), B, C, D)`` whose output is ``C x`` before the real
+        part is taken.
+        """
+        if augmented:
+            lam, B, C, D = self.augmented()
+        else:
+            lam, B, C, D = self.lam, self.B, self.C, self.D
+        out = []
+        for g in range(self.n_systems):
+            out.append(
+                ctrlreduce.StateSpace(
+                    np.diag(lam[g].detach().cpu().to(torch.complex128).numpy()),
+                    B[g].detach().cpu().to(torch.complex128).numpy(),
+                    C[g].detach().cpu().to(torch.complex128).numpy(),
+                    D[g].detach().cpu().to(torch.float64).numpy(),
+                    dt=1.0,
+                )
+            )
+        return out

@@ -1,0 +1,35 @@
+"""ctrlreduce: balanced truncation and certified model-order reduction.
+
+The core depends on NumPy and SciPy only (slycot optionally); it never
+imports PyTorch.
+"""
+
+from ._balance import Certificate as Certificate
+from ._balance import Reduction as Reduction
+from ._balance import balanced_realization as balanced_realization
+from ._balance import balanced_truncation as balanced_truncation
+from ._balance import tail_bound as tail_bound
+from ._gramians import gramians as gramians
+from ._gramians import hankel_singular_values as hankel_singular_values
+from ._io import load as load
+from ._io import save as save
+from ._lyapunov import lyapunov_cholesky as lyapunov_cholesky
+from ._lyapunov import solve_lyapunov as solve_lyapunov
+from ._system import StateSpace as StateSpace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Certificate",
+    "Reduction",
+    "StateSpace",
+    "balanced_realization",
+    "balanced_truncation",
+    "gramians",
+    "hankel_singular_values",
+    "load",
+    "lyapunov_cholesky",
+    "save",
+    "solve_lyapunov",
+    "tail_bound",
+]

@@ -1,0 +1,91 @@
+"""Loading systems from ``.mat`` (SLICOT benchmark layout) and ``.npz`` files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._system import StateSpace
+
+__all__ = ["load", "save"]
+
+
+def _scalar_dt(value: Any) -> float | None:
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.size == 0:
+        return None
+    dt = float(arr[0])
+    return None if dt == 0 else dt
+
+
+def load(path: str | os.PathLike[str]) -> StateSpace:
+    """Read a system from a ``.mat`` or ``.npz`` file.
+
+    ``.mat`` files follow the SLICOT benchmark layout: variables ``A``, ``B``,
+    ``C`` and optionally ``D`` (sparse matrices are accepted and densified);
+    an optional scalar ``dt`` (or ``Ts``) makes it discrete.  ``.npz`` files
+    hold the same names (as written by :func:`save`).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Unknown extension, or ``A``, ``B`` or ``C`` missing.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
+    ext = p.suffix.lower()
+    if ext == ".mat":
+        import scipy.io
+
+        try:
+            data = scipy.io.loadmat(str(p))
+        except Exception as exc:
+            raise ValueError(f"path {str(p)!r} is not a readable MATLAB file: {exc}") from exc
+    elif ext == ".npz":
+        try:
+            with np.load(str(p), allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except Exception as exc:
+            raise ValueError(f"path {str(p)!r} is not a readable .npz file: {exc}") from exc
+    else:
+        raise ValueError(f"path must end in .mat or .npz, got {p.suffix!r}")
+    missing = [k for k in ("A", "B", "C") if k not in data]
+    if missing:
+        raise ValueError(
+            f"{p.name} lacks matrices {', '.join(missing)}; found variables: "
+            f"{', '.join(sorted(k for k in data if not k.startswith('__')))}"
+        )
+    dt = None
+    for key in ("dt", "Ts"):
+        if key in data:
+            dt = _scalar_dt(data[key])
+    return StateSpace(data["A"], data["B"], data["C"], data.get("D"), dt)
+
+
+def save(path: str | os.PathLike[str], sys: StateSpace) -> None:
+    """Write ``A``, ``B``, ``C``, ``D`` (and ``dt`` when discrete) to an ``.npz``.
+
+    The file is written to a temporary name and renamed, so a failure never
+    leaves a half-written file behind.
+    """
+    if not isinstance(sys, StateSpace):
+        raise TypeError(f"sys must be a StateSpace, got {type(sys).__name__}")
+    p = Path(path)
+    if p.suffix.lower() != ".npz":
+        raise ValueError(f"path must end in .npz, got {p.suffix!r}")
+    arrays = {"A": sys.A, "B": sys.B, "C": sys.C, "D": sys.D}
+    if sys.dt is not None:
+        arrays["dt"] = np.array(sys.dt)
+    tmp = p.with_name(p.name + ".tmp.npz")
+    try:
+        np.savez(str(tmp), **arrays)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

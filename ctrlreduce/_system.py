@@ -1,0 +1,292 @@
+"""Linear time-invariant state-space systems.
+
+Glossary
+--------
+===========  ==================================================================
+``A``        state matrix, shape ``(n, n)``
+``B``        input matrix, shape ``(n, m)``
+``C``        output matrix, shape ``(p, n)``
+``D``        feedthrough, shape ``(p, m)``
+``dt``       ``None`` for continuous time ``x' = A x + B u``;
+             ``dt > 0`` for discrete time ``x[k+1] = A x[k] + B u[k]``
+``G(s)``     transfer function ``C (s I - A)^{-1} B + D``, ``s = i w`` on the
+             imaginary axis (continuous) or ``s = exp(i w dt)`` on the unit
+             circle (discrete)
+===========  ==================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from ._validation import as_matrix, check_dt, stability_margin
+
+__all__ = ["StateSpace"]
+
+
+@dataclass(frozen=True, eq=False)
+class StateSpace:
+    """An LTI system ``(A, B, C, D, dt)``, real or complex, stored read-only.
+
+    Parameters
+    ----------
+    A : array_like, shape (n, n)
+    B : array_like, shape (n, m)
+    C : array_like, shape (p, n)
+    D : array_like, shape (p, m), optional
+        Zero when omitted.
+    dt : float or None, optional
+        ``None`` (default) for continuous time, ``dt > 0`` for a discrete
+        system with that sample time.
+
+    Notes
+    -----
+    All matrices are stored as float64 when every one is real, and as
+    complex128 when any one is complex, whatever dtype arrives.  Sparse inputs
+    are densified.  The arrays are made read-only, so a ``StateSpace`` is a
+    value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctrlreduce import StateSpace
+    >>> sys = StateSpace([[-1.0]], [[1.0]], [[2.0]])
+    >>> sys.n_states, sys.n_inputs, sys.n_outputs, sys.is_discrete
+    (1, 1, 1, False)
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    C: np.ndarray
+    D: np.ndarray = field(default=None)  # type: ignore[assignment]
+    dt: float | None = None
+
+    def __post_init__(self) -> None:
+        A = as_matrix(self.A, "A")
+        if A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be square, got shape {A.shape}")
+        n = A.shape[0]
+        if n == 0:
+            raise ValueError("A must have at least one state, got shape (0, 0)")
+        B = as_matrix(self.B, "B")
+        C = as_matrix(self.C, "C")
+        if B.shape[0] != n:
+            raise ValueError(f"B must have {n} rows to fit A {A.shape}, got shape {B.shape}")
+        if C.shape[1] != n:
+            raise ValueError(f"C must have {n} columns to fit A {A.shape}, got shape {C.shape}")
+        if B.shape[1] == 0:
+            raise ValueError(f"B must have at least one input column, got shape {B.shape}")
+        if C.shape[0] == 0:
+            raise ValueError(f"C must have at least one output row, got shape {C.shape}")
+        m, p = B.shape[1], C.shape[0]
+        if self.D is None:
+            D = np.zeros((p, m))
+        else:
+            D = as_matrix(self.D, "D")
+            if D.shape != (p, m):
+                raise ValueError(f"D must have shape {(p, m)} to fit B and C, got {D.shape}")
+        dt = check_dt(self.dt)
+        mats = [A, B, C, D]
+        if any(np.iscomplexobj(M) for M in mats):
+            mats = [M.astype(np.complex128) for M in mats]
+        for M in mats:
+            M.setflags(write=False)
+        for name, M in zip("ABCD", mats):
+            object.__setattr__(self, name, M)
+        object.__setattr__(self, "dt", dt)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_states(self) -> int:
+        """Number of states ``n``."""
+        return int(self.A.shape[0])
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of inputs ``m``."""
+        return int(self.B.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of outputs ``p``."""
+        return int(self.C.shape[0])
+
+    @property
+    def is_discrete(self) -> bool:
+        """``True`` for a discrete-time system (``dt`` is set)."""
+        return self.dt is not None
+
+    @property
+    def is_complex(self) -> bool:
+        """``True`` when the matrices are complex."""
+        return bool(np.iscomplexobj(self.A))
+
+    def __repr__(self) -> str:
+        kind = "continuous" if self.dt is None else f"discrete, dt={self.dt:g}"
+        dtype = "complex" if self.is_complex else "real"
+        return (
+            f"StateSpace(n={self.n_states}, m={self.n_inputs}, p={self.n_outputs}, "
+            f"{kind}, {dtype})"
+        )
+
+    # ------------------------------------------------------------- analysis
+    def poles(self) -> np.ndarray:
+        """Eigenvalues of ``A``, shape ``(n,)``, complex128."""
+        return np.linalg.eigvals(self.A).astype(np.complex128)
+
+    def unstable_poles(self, alpha: float = 0.0) -> np.ndarray:
+        """Poles that are unstable, marginally stable, or within a margin of it.
+
+        A pole counts as unstable when ``Re(p) >= -(alpha + delta)`` in
+        continuous time or ``|p| >= 1 - (alpha + delta)`` in discrete time,
+        where ``delta`` (see ``_validation.stability_margin``) is a few hundred
+        units of round-off in ``||A||``.
+        """
+        p = self.poles()
+        margin = float(alpha) + stability_margin(np.asarray(self.A))
+        if self.dt is None:
+            return p[p.real >= -margin]
+        return p[np.abs(p) >= 1.0 - margin]
+
+    def is_stable(self) -> bool:
+        """``True`` when every pole is strictly inside the stability region."""
+        return self.unstable_poles().size == 0
+
+    def require_stable(self, what: str = "this function") -> None:
+        """Raise ``ValueError`` naming the offending poles unless stable."""
+        bad = self.unstable_poles()
+        if bad.size:
+            region = "Re(p) < 0" if self.dt is None else "|p| < 1"
+            shown = ", ".join(f"{complex(z):.6g}" for z in bad[:8])
+            more = "" if bad.size <= 8 else f" (and {bad.size - 8} more)"
+            raise ValueError(
+                f"{what} needs a stable system (all poles with {region}, clear of the "
+                f"boundary by round-off); A has {bad.size} unstable or marginal poles: "
+                f"{shown}{more}. Use unstable='keep' where supported."
+            )
+
+    def is_diagonal(self) -> bool:
+        """``True`` when ``A`` is exactly diagonal."""
+        A = self.A
+        return bool(np.count_nonzero(A - np.diag(np.diag(A))) == 0)
+
+    def freqresp(self, omega: Any) -> np.ndarray:
+        """Frequency response ``G`` at real frequencies ``omega`` (rad/s).
+
+        Returns
+        -------
+        ndarray, shape (k, p, m), complex128
+            ``G(i w)`` in continuous time, ``G(exp(i w dt))`` in discrete time.
+
+        Notes
+        -----
+        ``A`` is reduced once to complex Schur form ``A = U T U^H``; each
+        frequency then costs one triangular solve, ``O(n^2 m)``.
+        """
+        w = np.atleast_1d(np.asarray(omega, dtype=float)).ravel()
+        if not np.all(np.isfinite(w)):
+            raise ValueError("omega must be finite")
+        s = 1j * w if self.dt is None else np.exp(1j * w * self.dt)
+        return self.evaluate(s)
+
+    def evaluate(self, s: Any) -> np.ndarray:
+        """Transfer function ``C (s I - A)^{-1} B + D`` at complex points ``s``.
+
+        Returns an array of shape ``(k, p, m)``.  Raises ``ValueError`` if a
+        point is a pole (``s I - A`` singular to working precision).
+        """
+        s = np.atleast_1d(np.asarray(s, dtype=np.complex128)).ravel()
+        T, U = scipy.linalg.schur(self.A.astype(np.complex128), output="complex")
+        Bt = U.conj().T @ self.B
+        Ct = self.C @ U
+        n = self.n_states
+        out = np.empty((s.size, self.n_outputs, self.n_inputs), dtype=np.complex128)
+        diag = np.diag(T)
+        tol = np.finfo(float).eps * n * max(1.0, float(np.abs(T).max()))
+        for k, sk in enumerate(s):
+            if np.min(np.abs(sk - diag)) <= tol:
+                raise ValueError(f"G(s) is not defined at s={sk:.6g}: it is a pole of the system")
+            M = -T
+            M[np.diag_indices(n)] += sk
+            X = scipy.linalg.solve_triangular(M, Bt, check_finite=False)
+            out[k] = Ct @ X + self.D
+        return out
+
+    # ------------------------------------------------------------ conversions
+    def to_control(self):  # noqa: ANN201 - optional dependency type
+        """Return a ``control.StateSpace`` (keeps ``dt``; 0 means continuous there).
+
+        Raises ``ValueError`` for a complex system, which python-control cannot hold.
+        """
+        import control
+
+        if self.is_complex:
+            raise ValueError("a complex system cannot be converted to control.StateSpace")
+        dt = 0 if self.dt is None else self.dt
+        return control.StateSpace(self.A, self.B, self.C, self.D, dt)
+
+    @classmethod
+    def from_control(cls, sys: Any) -> StateSpace:
+        """Build from a ``control.StateSpace`` (``dt=0`` continuous, ``dt=True`` rejected)."""
+        dt = getattr(sys, "dt", 0)
+        if dt is True:
+            raise ValueError("sys.dt is True (unspecified sample time); give a numeric dt")
+        dt = None if (dt is None or dt == 0) else float(dt)
+        return cls(np.asarray(sys.A), np.asarray(sys.B), np.asarray(sys.C), np.asarray(sys.D), dt)
+
+    def to_scipy(self):  # noqa: ANN201
+        """Return a ``scipy.signal.StateSpace`` (``dt`` kept, complex entries kept)."""
+        import scipy.signal
+
+        if self.dt is None:
+            return scipy.signal.StateSpace(self.A, self.B, self.C, self.D)
+        return scipy.signal.StateSpace(self.A, self.B, self.C, self.D, dt=self.dt)
+
+    @classmethod
+    def from_scipy(cls, sys: Any) -> StateSpace:
+        """Build from a ``scipy.signal`` state-space object (``StateSpace`` or its discrete form)."""
+        dt = getattr(sys, "dt", None)
+        return cls(sys.A, sys.B, sys.C, sys.D, dt)
+
+    # ------------------------------------------------------------ arithmetic
+    def _check_compatible(self, other: Any, op: str) -> StateSpace:
+        if not isinstance(other, StateSpace):
+            raise TypeError(f"cannot {op} StateSpace and {type(other).__name__}")
+        if (self.n_inputs, self.n_outputs) != (other.n_inputs, other.n_outputs):
+            raise ValueError(
+                f"cannot {op} systems with (inputs, outputs) "
+                f"{(self.n_inputs, self.n_outputs)} and {(other.n_inputs, other.n_outputs)}"
+            )
+        if self.dt != other.dt:
+            raise ValueError(f"cannot {op} systems with dt={self.dt} and dt={other.dt}")
+        return other
+
+    def __add__(self, other: StateSpace) -> StateSpace:
+        """Parallel connection: ``(G1 + G2)(s) = G1(s) + G2(s)``."""
+        other = self._check_compatible(other, "add")
+        A = scipy.linalg.block_diag(self.A, other.A)
+        return StateSpace(
+            A, np.vstack([self.B, other.B]), np.hstack([self.C, other.C]),
+            self.D + other.D, self.dt,
+        )
+
+    def __neg__(self) -> StateSpace:
+        return StateSpace(self.A, self.B, -self.C, -self.D, self.dt)
+
+    def __sub__(self, other: StateSpace) -> StateSpace:
+        """Error system ``G1 - G2`` (states stacked, ``n1 + n2`` of them)."""
+        return self + (-self._check_compatible(other, "subtract"))
+
+    def with_matrices(self, A=None, B=None, C=None, D=None) -> StateSpace:  # noqa: ANN001
+        """Copy with some matrices replaced (same ``dt``)."""
+        return StateSpace(
+            self.A if A is None else A,
+            self.B if B is None else B,
+            self.C if C is None else C,
+            self.D if D is None else D,
+            self.dt,
+        )
