@@ -28,13 +28,14 @@ Error bound (Enns 1984, Glover 1984; the same in discrete time)::
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
 
-from ._gramians import _check_system, _hsv_from_factors, gramian_factors
+from ._gramians import _check_system, gramian_factors
 from ._system import StateSpace
 from ._validation import check_order, check_positive
 
@@ -172,23 +173,23 @@ def _numerical_rank(hsv: np.ndarray) -> int:
     return int(np.count_nonzero(hsv > tol))
 
 
-def _projections(Lc, Lo, r: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    Z, s, Yh = _svd(Lo.conj().T @ Lc)
-    s = np.asarray(s, dtype=float)
+def _projections(Lc, Lo, svd, r: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Right and left projections ``(V, W)`` of order ``r`` from ``svd = (Z, s, Y^H)``."""
+    Z, s, Yh = svd
     Y = Yh.conj().T
     if r == 0:
         n = Lc.shape[0]
         empty = np.zeros((n, 0), dtype=Lc.dtype)
-        return s, empty, empty
+        return empty, empty
     scale = 1.0 / np.sqrt(s[:r])
     V = (Lc @ Y[:, :r]) * scale
     W = (Lo @ Z[:, :r]) * scale
     if method == "bfsr":
         V = scipy.linalg.qr(Lc @ Y[:, :r], mode="economic", check_finite=False)[0]
         Wb = scipy.linalg.qr(Lo @ Z[:, :r], mode="economic", check_finite=False)[0]
-        # W^H V = I with W spanning range(Lo Z_r): W = Wb (V^H Wb)^{-1}
-        W = Wb @ np.linalg.inv(V.conj().T @ Wb).conj().T
-    return s, V, W
+        # W = Wb M spanning range(Lo Z_r) with W^H V = M^H (Wb^H V) = I
+        W = Wb @ np.linalg.inv(Wb.conj().T @ V).conj().T
+    return V, W
 
 
 def _project(sys: StateSpace, V: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -319,25 +320,32 @@ def reduce_stable(
 ) -> Reduction:
     """Balanced truncation / SPA of a stable system given its Gramian factors."""
     n = sys.n_states
-    hsv = _hsv_from_factors(Lc, Lo)
+    svd = _svd(Lo.conj().T @ Lc)
+    hsv = np.asarray(svd[1], dtype=np.float64)
     r = _select_order(hsv, order, tol, n)
-    if elimination == "truncate" or r == n:
-        s, V, W = _projections(Lc, Lo, r, method)
+    nmin = _numerical_rank(hsv)
+    # States beyond the numerical rank have HSVs at round-off level: diag(s)^{-1/2}
+    # would overflow.  They change G by O(n eps sigma_1), so the model is built at
+    # order min(r, nmin) and padded with states that are neither controllable nor
+    # observable (exactly the same transfer function) to keep the requested order.
+    r_eff = min(r, nmin)
+    if r_eff < r:
+        warnings.warn(
+            f"order {r} exceeds the numerical rank {nmin} of the Hankel operator "
+            f"(sigma_{nmin + 1}/sigma_1 = {hsv[min(nmin, n - 1)] / max(hsv[0], 1e-300):.2g}); "
+            f"{r - r_eff} states are padded as uncontrollable and unobservable",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if elimination == "truncate" or r_eff == nmin:
+        V, W = _projections(Lc, Lo, svd, r_eff, method)
         Ar, Br, Cr, Dr = _project(sys, V, W)
     else:
-        # SPA works on the numerically minimal balanced realization: the states
-        # beyond it have HSVs at round-off level and would make diag(s)^{-1/2}
-        # blow up; removing them changes G by O(eps * sigma_1).
-        nmin = max(_numerical_rank(hsv), r)
-        s, V, W = _projections(Lc, Lo, nmin, "sr")
-        if nmin == r:
-            Ar, Br, Cr, Dr = _project(sys, V, W)
-        else:
-            Ar, Br, Cr, Dr = _spa(sys, V, W, r)
-        V, W = V[:, :r], W[:, :r]
-    if r == 0:
-        Ar, Br, Cr = np.zeros((0, 0)), np.zeros((0, sys.n_inputs)), np.zeros((sys.n_outputs, 0))
-    reduced = _make_reduced(sys, Ar, Br, Cr, Dr)
+        # SPA works on the numerically minimal balanced realization (see above).
+        V, W = _projections(Lc, Lo, svd, nmin, "sr")
+        Ar, Br, Cr, Dr = _spa(sys, V, W, r_eff)
+        V, W = V[:, :r_eff], W[:, :r_eff]
+    reduced = _make_reduced(sys, Ar, Br, Cr, Dr, max(r, 1))
     return Reduction(
         system=reduced,
         original=sys,
@@ -353,21 +361,24 @@ def reduce_stable(
     )
 
 
-def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr) -> StateSpace:  # noqa: ANN001
-    """Build the reduced ``StateSpace``; an order-0 model is a static gain ``D``.
+def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr, size: int) -> StateSpace:  # noqa: ANN001
+    """Build the reduced ``StateSpace`` with exactly ``size`` states.
 
-    ``StateSpace`` needs at least one state, so order 0 is represented by one
-    state that is neither controllable nor observable (``A = [[-1]]`` or
-    ``[[0]]`` in discrete time, ``B = 0``, ``C = 0``): the transfer function is
-    exactly ``D``.
+    Missing states are padded as neither controllable nor observable
+    (``A = -I`` in continuous time, ``0`` in discrete time, ``B = 0``,
+    ``C = 0``), which leaves the transfer function unchanged.  ``StateSpace``
+    needs at least one state, so an order-0 model (a static gain ``D``) is
+    represented by one such state.
     """
-    if Ar.shape[0] == 0:
+    k = Ar.shape[0]
+    if k < size:
+        pad = size - k
         a = 0.0 if sys.dt is not None else -1.0
-        return StateSpace(
-            [[a]], np.zeros((1, sys.n_inputs)), np.zeros((sys.n_outputs, 1)), Dr, sys.dt
-        )
+        Ar = scipy.linalg.block_diag(Ar, a * np.eye(pad))
+        Br = np.vstack([Br, np.zeros((pad, sys.n_inputs), dtype=Br.dtype)])
+        Cr = np.hstack([Cr, np.zeros((sys.n_outputs, pad), dtype=Cr.dtype)])
     if not sys.is_complex:
-        Ar, Br, Cr, Dr = (np.real_if_close(M, tol=1e6).real for M in (Ar, Br, Cr, Dr))
+        Ar, Br, Cr, Dr = (np.real(M) for M in (Ar, Br, Cr, Dr))
     return StateSpace(Ar, Br, Cr, Dr, sys.dt)
 
 
@@ -383,7 +394,10 @@ def balanced_realization(sys: StateSpace) -> Reduction:
     sys = _check_system(sys)
     sys.require_stable("balanced_realization")
     Lc, Lo = gramian_factors(sys)
-    hsv = _hsv_from_factors(Lc, Lo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the padding warning: we raise instead
+        red = reduce_stable(sys, Lc, Lo, sys.n_states, None, "sr", "truncate")
+    hsv = red.hsv
     nmin = _numerical_rank(hsv)
     if nmin < sys.n_states:
         raise ValueError(
@@ -391,7 +405,7 @@ def balanced_realization(sys: StateSpace) -> Reduction:
             f"round-off level (sigma_min/sigma_1 = {hsv[-1] / hsv[0]:.3g}); use "
             f"balanced_truncation(sys, order={nmin}) or minimal_realization first"
         )
-    return reduce_stable(sys, Lc, Lo, sys.n_states, None, "sr", "truncate")
+    return red
 
 
 def replace(red: Reduction, **changes: Any) -> Reduction:

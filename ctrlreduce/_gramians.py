@@ -22,8 +22,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._lyapunov import _require_stable_eigs, _schur, hammarling_diagonal, hammarling_triangular
-from ._lyapunov import realify_factor
+from ._lyapunov import (
+    _require_stable_eigs,
+    _schur,
+    hammarling_diagonal,
+    hammarling_triangular,
+    realify_factor,
+)
 from ._system import StateSpace
 
 __all__ = ["gramians", "hankel_singular_values", "gramian_factors"]

@@ -84,7 +84,7 @@ def save(path: str | os.PathLike[str], sys: StateSpace) -> None:
         arrays["dt"] = np.array(sys.dt)
     tmp = p.with_name(p.name + ".tmp.npz")
     try:
-        np.savez(str(tmp), **arrays)
+        np.savez(str(tmp), **arrays)  # type: ignore[arg-type]
         os.replace(tmp, p)
     finally:
         if tmp.exists():

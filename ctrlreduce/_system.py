@@ -62,7 +62,7 @@ class StateSpace:
     A: np.ndarray
     B: np.ndarray
     C: np.ndarray
-    D: np.ndarray = field(default=None)  # type: ignore[assignment]
+    D: np.ndarray = field(default=None)  # type: ignore[assignment,arg-type]
     dt: float | None = None
 
     def __post_init__(self) -> None:
@@ -95,7 +95,7 @@ class StateSpace:
             mats = [M.astype(np.complex128) for M in mats]
         for M in mats:
             M.setflags(write=False)
-        for name, M in zip("ABCD", mats):
+        for name, M in zip("ABCD", mats, strict=True):
             object.__setattr__(self, name, M)
         object.__setattr__(self, "dt", dt)
 
@@ -248,7 +248,7 @@ class StateSpace:
 
     @classmethod
     def from_scipy(cls, sys: Any) -> StateSpace:
-        """Build from a ``scipy.signal`` state-space object (``StateSpace`` or its discrete form)."""
+        """Build from a ``scipy.signal`` state-space object (continuous or discrete)."""
         dt = getattr(sys, "dt", None)
         return cls(sys.A, sys.B, sys.C, sys.D, dt)
 
