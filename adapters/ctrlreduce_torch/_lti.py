@@ -4,7 +4,9 @@ Glossary (G independent systems, N complex states each, m inputs, p outputs)
 -------------------------------------------------------------------------
 ======  =============  =====================================================
 ``lam``  (G, N)         discrete-time eigenvalues of the recurrence
-                         ``x[k+1] = diag(lam) x[k] + B u[k]``, complex
+                         ``x[k] = diag(lam) x[k-1] + B u[k]``, complex
+                         (every layer updates its state before reading
+                         the output)
 ``B``    (G, N, m)      complex input matrix (any input normalisation,
                          e.g. the LRU's ``gamma``, already folded in)
 ``C``    (G, p, N)      complex output matrix; the layer outputs
@@ -21,6 +23,18 @@ of order ``2N``::
 
 whose transfer function is real on the real axis.  Its HSVs are what the
 adapters report and rank by.
+
+Reading convention.  ``to_statespace`` returns ``S = (diag(lam), B, C, D)``
+read as a standard system, ``S(z) = C (z I - diag(lam))^{-1} B + D``.  Because
+the layer reads ``x[k]`` after adding ``B u[k]``, its own map is
+``D + z (S(z) - D)``.  On the unit circle ``|z| = 1``, so
+``||layer - layer_r||_inf = ||S - S_r||_inf`` for any two layers in this form:
+the balanced-truncation bound ``2 * sum(tail HSVs of S)`` certifies the change
+of the layer's map exactly, and a truncation of ``S`` that keeps ``D`` maps
+back into the layer's parametrization.  (The HSVs of ``S`` are those the
+CompreSSM reference ranks by; the Hankel operator of the layer's own
+realisation ``(lam, B, C lam, D + C B)`` has ``Q`` replaced by
+``lam^H Q lam``.)
 """
 
 from __future__ import annotations
@@ -69,6 +83,11 @@ class DiagonalLTI:
 
     def to_statespace(self, *, augmented: bool = True) -> list[ctrlreduce.StateSpace]:
         """One ``ctrlreduce.StateSpace`` (``dt=1``) per system, in float64/complex128.
+
+        This is ``S = (diag(lam), B, C, D)`` read as a standard system; the
+        layer's map is ``D + z (S(z) - D)`` (see the module docstring), so
+        H-infinity errors and balanced-truncation bounds of ``S`` apply to the
+        layer unchanged.
 
         ``augmented=True`` (default) gives the real input-output map (order
         ``2N``, complex diagonal coordinates); ``False`` gives the complex

@@ -1,0 +1,288 @@
+"""Diagonal linear recurrences, fast and slow, and the plumbing the layers share.
+
+Glossary
+--------
+==========  ===========  =========================================================
+``lam``     (S,)         complex eigenvalues of the recurrence, ``|lam| < 1``
+``log_lam`` (S,)         a complex logarithm of ``lam`` (``lam = exp(log_lam)``);
+                         the scans take it, so powers ``lam^k = exp(k log_lam)``
+                         are exact elementwise and never overflow
+``X``       (S, b, L)    complex input sequence ``B u[k]``, state-major (time last)
+``x``       (S, b, L)    states ``x[k] = lam * x[k-1] + X[k]``, ``x[-1] = 0``
+``T``                    chunk length of the blocked scan
+==========  ===========  =========================================================
+
+Every layer in this package runs the recurrence with the state updated
+*before* the output is read (the LRU/S5/S4D convention)::
+
+    x[k] = lam * x[k-1] + B u[k],      y[k] = Re(C x[k]) + D u[k].
+
+The fast scan never loops over time in Python.  The sequence is cut into
+chunks of ``T`` steps; inside a chunk the states are one contraction with the
+lower-triangular powers matrix ``W[t, j] = lam^(t-j)`` (``t >= j``); the chunk
+end states are then themselves a diagonal recurrence with eigenvalues
+``lam^T``, which is scanned the same way (recursion depth
+``ceil(log_T(L))``), and each chunk adds ``lam^(t+1)`` times the state that
+entered it.  Only non-negative powers of ``lam`` appear, so nothing overflows.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "StateSizedModule",
+    "check_input",
+    "check_size",
+    "check_step_range",
+    "diagonal_scan",
+    "mimo_forward",
+    "mimo_forward_sequential",
+    "sample_log_step",
+    "sequential_scan",
+]
+
+#: Chunk length of :func:`diagonal_scan`: 16-64 measured within noise of each
+#: other on CPU for (b, L, H, N) = (32, 64, 64, 64) and (16, 1024, 128, 256).
+DEFAULT_CHUNK = 32
+
+
+def _powers(log_lam: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``lam^k = exp(k log_lam)``, shape ``(S, len(k))``."""
+    return torch.exp(log_lam[:, None] * k.to(log_lam.real.dtype)[None, :])
+
+
+def diagonal_scan(
+    log_lam: torch.Tensor, X: torch.Tensor, *, chunk: int = DEFAULT_CHUNK
+) -> torch.Tensor:
+    """States of ``x[k] = exp(log_lam) * x[k-1] + X[k]`` from ``x[-1] = 0`` (state-major).
+
+    Parameters
+    ----------
+    log_lam : torch.Tensor, complex, shape (S,)
+        Logarithms of the eigenvalues (any branch).
+    X : torch.Tensor, complex, shape (S, b, L)
+        Inputs ``B u`` with the state axis first and time last (this layout
+        makes every product below a contiguous batched matrix product).
+    chunk : int, optional
+        Chunk length ``T``.
+
+    Returns
+    -------
+    torch.Tensor, complex, shape (S, b, L)
+        ``x[s, :, k] = sum_{j <= k} lam_s^(k-j) X[s, :, j]``.
+
+    Notes
+    -----
+    Work ``O(S b L T)`` in batched matrix products plus ``O(S b L)``
+    elementwise; memory ``O(S T^2 + S b L)``.  Differentiable.
+    """
+    S, b, L = X.shape
+    if L == 0:
+        return X
+    T = min(chunk, L)
+    nc = -(-L // T)
+    if nc * T != L:
+        X = torch.cat([X, X.new_zeros(S, b, nc * T - L)], dim=2)
+    pw = _powers(log_lam, torch.arange(T + 1, device=X.device))  # (S, T+1): lam^0 .. lam^T
+    t = torch.arange(T, device=X.device)
+    lag = t[None, :] - t[:, None]  # [j, t] = t - j
+    WT = pw[:, lag.clamp(min=0)] * (lag >= 0)  # (S, T, T): [s, j, t] = lam^(t-j), t >= j
+    x = torch.bmm(X.reshape(S, b * nc, T), WT)  # (S, b nc, T): states within each chunk
+    if nc > 1:
+        x = x.reshape(S, b, nc, T)
+        ends = diagonal_scan(T * log_lam, x[..., -1], chunk=chunk)  # (S, b, nc): true chunk ends
+        enter = torch.cat([ends.new_zeros(S, b, 1), ends[..., :-1]], dim=2)  # state entering
+        x = x + enter[..., None] * pw[:, None, None, 1:]  # + lam^(t+1) x_in
+    return x.reshape(S, b, nc * T)[..., :L]
+
+
+def sequential_scan(log_lam: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The same states as :func:`diagonal_scan` by a plain loop over time (test oracle)."""
+    lam = torch.exp(log_lam)[:, None]
+    x = X.new_zeros(X.shape[:2])
+    out = []
+    for k in range(X.shape[2]):
+        x = lam * x + X[..., k]
+        out.append(x)
+    if not out:
+        return X
+    return torch.stack(out, dim=2)
+
+
+def _project_in(u: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``B u[k]`` for real ``u (b, L, H)`` and complex ``B (S, H)``: state-major ``(S, b, L)``."""
+    b, L, H = u.shape
+    uT = u.permute(2, 0, 1).reshape(H, b * L)
+    return torch.complex(B.real @ uT, B.imag @ uT).reshape(-1, b, L)
+
+
+def _project_out(x: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``Re(C x[k])`` for state-major complex ``x (S, b, L)`` and ``C (H, S)``: ``(b, L, H)``.
+
+    ``Re(C x) = [Re C, -Im C] [Re x; Im x]``, contracted over the real view of ``x``
+    (cheaper in backward than ``x.real`` / ``x.imag``).
+    """
+    S, b, L = x.shape
+    xr = torch.view_as_real(x).reshape(S, b * L, 2)
+    Cst = torch.stack([C.real, -C.imag], dim=-1)  # (H, S, 2)
+    yT = torch.einsum("hsr,snr->hn", Cst, xr)  # (H, b L)
+    return yT.reshape(-1, b, L).permute(1, 2, 0)
+
+
+def mimo_forward(
+    u: torch.Tensor,
+    log_lam: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """``y[k] = Re(C x[k]) + D * u[k]``, ``x[k] = lam * x[k-1] + B u[k]`` (fast scan).
+
+    Shapes: ``u (b, L, H)``, ``log_lam (S,)``, ``B (S, H)``, ``C (H, S)``,
+    ``D (H,)`` (diagonal feedthrough); returns ``(b, L, H)``.  The work is
+    proportional to ``S``: a layer with fewer states runs faster.
+    """
+    if u.shape[1] == 0:
+        return u * D
+    x = diagonal_scan(log_lam, _project_in(u, B), chunk=chunk)
+    return _project_out(x, C) + u * D
+
+
+def mimo_forward_sequential(
+    u: torch.Tensor, log_lam: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
+) -> torch.Tensor:
+    """:func:`mimo_forward` with the Python loop over time of :func:`sequential_scan`."""
+    if u.shape[1] == 0:
+        return u * D
+    x = sequential_scan(log_lam, _project_in(u, B))
+    return _project_out(x, C) + u * D
+
+
+# ----------------------------------------------------------------------------
+# argument checks shared by the layers
+# ----------------------------------------------------------------------------
+
+
+def check_size(value: Any, name: str, *, minimum: int = 1, even: bool = False) -> int:
+    """Return ``value`` as an int, raising TypeError/ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if even and value % 2:
+        raise ValueError(f"{name} must be even, got {value}")
+    return int(value)
+
+
+def check_step_range(dt_min: float, dt_max: float) -> tuple[float, float]:
+    """Validate ``0 < dt_min <= dt_max`` (finite)."""
+    lo, hi = float(dt_min), float(dt_max)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo <= hi):
+        raise ValueError(
+            f"need 0 < dt_min <= dt_max (finite), got dt_min={dt_min}, dt_max={dt_max}"
+        )
+    return lo, hi
+
+
+def check_input(u: Any, d_model: int, dtype: torch.dtype) -> torch.Tensor:
+    """Validate a layer input ``u (batch, length, d_model)`` and cast it to ``dtype``.
+
+    The layers compute in their parameters' dtype; a floating input of another
+    dtype (e.g. bfloat16 under autocast) is cast to it.
+    """
+    if not isinstance(u, torch.Tensor):
+        raise TypeError(f"u must be a torch.Tensor, got {type(u).__name__}")
+    if not (u.is_floating_point()):
+        raise TypeError(f"u must be a real floating tensor, got dtype {u.dtype}")
+    if u.dim() != 3 or u.shape[-1] != d_model:
+        raise ValueError(
+            f"u must have shape (batch, length, d_model={d_model}), got shape {tuple(u.shape)}"
+        )
+    return u.to(dtype)
+
+
+def sample_log_step(n: tuple[int, ...], dt_min: float, dt_max: float) -> torch.Tensor:
+    """``log(step)`` uniform on ``[log dt_min, log dt_max]``, float64."""
+    lo, hi = math.log(dt_min), math.log(dt_max)
+    return lo + (hi - lo) * torch.rand(n, dtype=torch.float64)
+
+
+class StateSizedModule(nn.Module):
+    """Base for layers whose state size is part of their saved state.
+
+    Subclasses define ``d_state`` and ``_state_shapes(d_state) -> {name: shape}``
+    for every parameter whose shape depends on the state size.  The size
+    travels in ``state_dict`` as extra state ``{"d_state": int}``; loading a
+    state dict of another size resizes the layer *before* the parameters are
+    copied (``_load_from_state_dict`` reads the extra state first, since
+    :class:`torch.nn.Module` itself only reads it after the parameters), so a
+    plain ``model.load_state_dict(sd)`` works across sizes.  Any optimizer
+    holding the old parameters must then be rebuilt or rebound.
+    """
+
+    _even_state = False
+
+    @property
+    def d_state(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _resize_state_(self, new_d_state: int) -> None:
+        """Replace every state-sized parameter by a fresh zero ``nn.Parameter`` of the new size.
+
+        Same dtype, device and ``requires_grad``; parameters whose shape does
+        not depend on the state size keep their identity.  The caller writes
+        the values (see :func:`ctrlreduce_torch.from_lti`).
+        """
+        n = check_size(
+            new_d_state, "new_d_state", minimum=2 if self._even_state else 1, even=self._even_state
+        )
+        for name, shape in self._state_shapes(n).items():
+            old = getattr(self, name)
+            new = nn.Parameter(
+                torch.zeros(shape, dtype=old.dtype, device=old.device),
+                requires_grad=old.requires_grad,
+            )
+            setattr(self, name, new)
+
+    def get_extra_state(self) -> dict[str, int]:
+        """``{"d_state": int}``: saved in ``state_dict`` under ``<prefix>_extra_state``."""
+        return {"d_state": self.d_state}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
+        if not isinstance(state, dict) or "d_state" not in state:
+            raise ValueError(f"extra state must be a dict with key 'd_state', got {state!r}")
+        n = check_size(
+            state["d_state"], "d_state", minimum=2 if self._even_state else 1, even=self._even_state
+        )
+        if n != self.d_state:
+            self._resize_state_(n)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        # torch reads extra state only after copying the parameters, which fails
+        # on a size mismatch; read it first.
+        key = prefix + _EXTRA_STATE_KEY_SUFFIX
+        if key in state_dict:
+            self.set_extra_state(state_dict[key])
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )

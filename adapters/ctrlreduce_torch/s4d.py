@@ -1,0 +1,177 @@
+"""S4D layer (Gu, Gupta, Goel and Re, 2022, "On the parameterization and initialization
+of diagonal state space models").
+
+Glossary (H = ``d_model`` independent SISO channels, M = ``d_state / 2`` complex modes each)
+----------------------------------------------------------------------------------------
+================  ======  ===========================================================
+``log_dt``        (H,)    per-channel step ``dt = exp(log_dt)``
+``log_A_real``    (H, M)  ``Re A = -exp(log_A_real) < 0``
+``A_imag``        (H, M)  ``Im A``
+``B_re/B_im``     (H, M)  continuous complex input vector of each channel
+``C_re/C_im``     (H, M)  complex output vector of each channel
+``D``             (H,)    real feedthrough
+================  ======  ===========================================================
+
+Zero-order hold per channel ``h`` and mode ``n``::
+
+    lam = exp(A dt_h),   Bbar = (lam - 1) / A * B,
+    x_h[k] = lam * x_h[k-1] + Bbar u_h[k],   y_h[k] = 2 Re(C_h . x_h[k]) + D_h u_h[k].
+
+The ``d_state`` of the layer is ``2 M`` (the order of each channel's real
+map; ``M`` conjugate pairs).  The forward pass is the causal convolution with
+the kernel ``K_h[k] = 2 Re(sum_n C_hn Bbar_hn lam_hn^k)`` by FFT; the kernel is
+built from blocks ``lam^(cT + t) = lam^(cT) lam^t`` (one batched matrix
+product, ``O(H M L)`` work), never from negative powers.
+
+Initialisation (S4D-Lin): ``A_n = -1/2 + i pi n``, ``B = 1``,
+``C_re, C_im ~ N(0, 1/2)``, ``D ~ N(0, 1)``,
+``log_dt ~ U(log dt_min, log dt_max)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._scan import (
+    StateSizedModule,
+    check_input,
+    check_size,
+    check_step_range,
+    diagonal_scan,
+    sample_log_step,
+    sequential_scan,
+)
+
+__all__ = ["S4D"]
+
+
+def s4d_discrete(
+    log_dt: torch.Tensor,
+    log_A_real: torch.Tensor,
+    A_imag: torch.Tensor,
+    B_re: torch.Tensor,
+    B_im: torch.Tensor,
+    C_re: torch.Tensor,
+    C_im: torch.Tensor,
+    D: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """S4D's per-channel recurrences ``(log_lam (H, M), Bbar (H, M), 2C (H, M), D (H,))``."""
+    A = torch.complex(-torch.exp(log_A_real), A_imag)
+    z = A * torch.exp(log_dt)[:, None]
+    Bbar = torch.complex(B_re, B_im) * torch.expm1(z) / A
+    C = 2 * torch.complex(C_re, C_im)
+    return z, Bbar, C, D
+
+
+def s4d_kernel(log_lam: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
+    """Real kernel ``K[h, k] = Re(sum_n CB[h, n] lam[h, n]^k)``, ``k < L``: shape ``(H, L)``."""
+    T = max(1, math.isqrt(L))
+    nc = -(-L // T)
+    rdt = log_lam.real.dtype
+    inner = torch.exp(log_lam[..., None] * torch.arange(T, device=CB.device, dtype=rdt))
+    outer = CB[..., None] * torch.exp(
+        log_lam[..., None] * (T * torch.arange(nc, device=CB.device, dtype=rdt))
+    )  # (H, M, nc)
+    K = torch.einsum("hmc,hmt->hct", outer, inner).real  # (H, nc, T)
+    return K.reshape(K.shape[0], nc * T)[:, :L]
+
+
+def fft_causal_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """``y[b, k, h] = sum_{j <= k} K[h, k - j] u[b, j, h]`` by a zero-padded real FFT."""
+    L = u.shape[1]
+    n = 2 * L
+    Uf = torch.fft.rfft(u, n=n, dim=1)  # (b, L+1, H)
+    Kf = torch.fft.rfft(K.T, n=n, dim=0)  # (L+1, H)
+    return torch.fft.irfft(Uf * Kf, n=n, dim=1)[:, :L]
+
+
+class S4D(StateSizedModule):
+    """S4D layer: ``d_model`` independent SISO diagonal SSMs, ``(batch, length, d_model)``.
+
+    Parameters
+    ----------
+    d_model : int
+        Number of channels ``H``.
+    d_state : int
+        Even; each channel has ``d_state / 2`` complex modes.
+    dt_min, dt_max : float, optional
+        Range of the initial per-channel steps, ``0 < dt_min <= dt_max``.
+    """
+
+    _even_state = True
+    _param_names = ("log_dt", "log_A_real", "A_imag", "B_re", "B_im", "C_re", "C_im", "D")
+
+    def __init__(
+        self, d_model: int, d_state: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1
+    ) -> None:
+        super().__init__()
+        H = check_size(d_model, "d_model")
+        M = check_size(d_state, "d_state", minimum=2, even=True) // 2
+        dt_min, dt_max = check_step_range(dt_min, dt_max)
+        self.d_model = H
+        f64 = torch.float64
+        init = {
+            "log_dt": sample_log_step((H,), dt_min, dt_max),
+            "log_A_real": torch.full((H, M), math.log(0.5), dtype=f64),
+            "A_imag": math.pi * torch.arange(M, dtype=f64).expand(H, M).clone(),
+            "B_re": torch.ones(H, M, dtype=f64),
+            "B_im": torch.zeros(H, M, dtype=f64),
+            "C_re": torch.randn(H, M, dtype=f64) * math.sqrt(0.5),
+            "C_im": torch.randn(H, M, dtype=f64) * math.sqrt(0.5),
+            "D": torch.randn(H, dtype=f64),
+        }
+        dtype = torch.get_default_dtype()
+        for name in self._param_names:
+            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+
+    @property
+    def d_state(self) -> int:
+        """``2 M``: twice the number of complex modes per channel."""
+        return 2 * int(self.log_A_real.shape[1])
+
+    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:
+        shape = (self.d_model, d_state // 2)
+        return {n: shape for n in ("log_A_real", "A_imag", "B_re", "B_im", "C_re", "C_im")}
+
+    def _discrete(self, dtype: torch.dtype | None = None):
+        """``(log_lam (H, M), Bbar (H, M), 2C (H, M), D (H,))``, parameters cast to ``dtype``."""
+        return s4d_discrete(*(getattr(self, n).to(dtype) for n in self._param_names))
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """The convolution kernel ``K (d_model, length)`` (without ``D``)."""
+        L = check_size(length, "length")
+        log_lam, Bbar, C, _ = self._discrete()
+        return s4d_kernel(log_lam, C * Bbar, L)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``y_h = 2 Re(C_h x_h) + D_h u_h`` for ``u (batch, length, d_model)``, by FFT."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        if u.shape[1] == 0:
+            return u * self.D
+        log_lam, Bbar, C, D = self._discrete()
+        K = s4d_kernel(log_lam, C * Bbar, u.shape[1])
+        return fft_causal_conv(u, K) + u * D
+
+    def _forward_scan(self, u: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` by the chunked diagonal scan over all ``H M`` modes (for comparison)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        log_lam, Bbar, C, D = self._discrete()
+        X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (H M, b, L)
+        x = diagonal_scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
+        return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
+
+    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        if u.shape[1] == 0:
+            return u * self.D
+        log_lam, Bbar, C, D = self._discrete()
+        X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (H M, b, L)
+        x = sequential_scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
+        return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_state={self.d_state}"

@@ -1,0 +1,175 @@
+"""S5 layer (Smith, Warrington and Linderman, 2023, "Simplified state space layers").
+
+Glossary (H = ``d_model`` inputs/outputs, P = ``d_state`` complex states)
+------------------------------------------------------------------------
+=================  ======  ==========================================================
+``Lambda_re_log``  (P,)    ``Re Lambda = -exp(Lambda_re_log) < 0`` (stable by construction)
+``Lambda_im``      (P,)    ``Im Lambda``
+``log_step``       (P,)    per-state time step ``step = exp(log_step)``
+``B_re/B_im``      (P, H)  continuous complex input matrix ``B``
+``C_re/C_im``      (H, P)  complex output matrix ``C``
+``D``              (H,)    real diagonal feedthrough
+=================  ======  ==========================================================
+
+Discretisation (elementwise per state)::
+
+    zoh:       lam = exp(Lambda step),                     Bbar = (lam - 1) / Lambda * B
+    bilinear:  lam = (1 + Lambda step/2) / (1 - Lambda step/2),
+               Bbar = step / (1 - Lambda step/2) * B
+
+Recurrence (state updated before the output is read)::
+
+    x[k] = lam * x[k-1] + Bbar u[k],      y[k] = 2 Re(C x[k]) + D * u[k].
+
+Initialisation: S4D-Lin eigenvalues ``Lambda_n = -1/2 + i pi n`` (``n = 0..P-1``)
+instead of the paper's diagonalised HiPPO-LegS (same imaginary spacing, no
+low-rank correction); ``log_step ~ U(log dt_min, log dt_max)``;
+``B_re, B_im ~ N(0, 1/(2H))``, ``C_re, C_im ~ N(0, 1/(2P))``, ``D ~ N(0, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._scan import (
+    StateSizedModule,
+    check_input,
+    check_size,
+    check_step_range,
+    mimo_forward,
+    mimo_forward_sequential,
+    sample_log_step,
+)
+
+__all__ = ["S5"]
+
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def s5_discrete(
+    discretization: str,
+    Lambda_re_log: torch.Tensor,
+    Lambda_im: torch.Tensor,
+    log_step: torch.Tensor,
+    B_re: torch.Tensor,
+    B_im: torch.Tensor,
+    C_re: torch.Tensor,
+    C_im: torch.Tensor,
+    D: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """S5's recurrence ``(log_lam (P,), Bbar (P, H), 2C (H, P), D (H,))``."""
+    Lambda = torch.complex(-torch.exp(Lambda_re_log), Lambda_im)
+    step = torch.exp(log_step)
+    z = Lambda * step
+    if discretization == "zoh":
+        log_lam = z
+        gain = torch.expm1(z) / Lambda  # (lam - 1) / Lambda, accurate for small steps
+    else:
+        denom = 1 - z / 2
+        log_lam = torch.log((1 + z / 2) / denom)
+        gain = step / denom
+    B = torch.complex(B_re, B_im) * gain[:, None]
+    C = 2 * torch.complex(C_re, C_im)
+    return log_lam, B, C, D
+
+
+class S5(StateSizedModule):
+    """S5 layer (MIMO diagonal SSM), input and output ``(batch, length, d_model)``.
+
+    Parameters
+    ----------
+    d_model : int
+        Input and output width ``H``.
+    d_state : int
+        Number of complex states ``P`` (the real map has order ``2P``).
+    discretization : {"zoh", "bilinear"}, optional
+    dt_min, dt_max : float, optional
+        Range of the initial per-state steps, ``0 < dt_min <= dt_max``.
+    """
+
+    _param_names = (
+        "Lambda_re_log",
+        "Lambda_im",
+        "log_step",
+        "B_re",
+        "B_im",
+        "C_re",
+        "C_im",
+        "D",
+    )
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int,
+        *,
+        discretization: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+    ) -> None:
+        super().__init__()
+        H = check_size(d_model, "d_model")
+        P = check_size(d_state, "d_state")
+        if discretization not in DISCRETIZATIONS:
+            raise ValueError(
+                f"discretization must be one of {DISCRETIZATIONS}, got {discretization!r}"
+            )
+        dt_min, dt_max = check_step_range(dt_min, dt_max)
+        self.d_model = H
+        self.discretization = discretization
+        f64 = torch.float64
+        init = {
+            "Lambda_re_log": torch.full((P,), math.log(0.5), dtype=f64),
+            "Lambda_im": math.pi * torch.arange(P, dtype=f64),
+            "log_step": sample_log_step((P,), dt_min, dt_max),
+            "B_re": torch.randn(P, H, dtype=f64) / math.sqrt(2 * H),
+            "B_im": torch.randn(P, H, dtype=f64) / math.sqrt(2 * H),
+            "C_re": torch.randn(H, P, dtype=f64) / math.sqrt(2 * P),
+            "C_im": torch.randn(H, P, dtype=f64) / math.sqrt(2 * P),
+            "D": torch.randn(H, dtype=f64),
+        }
+        dtype = torch.get_default_dtype()
+        for name in self._param_names:
+            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+
+    @property
+    def d_state(self) -> int:
+        """Current number of complex states ``P``."""
+        return int(self.Lambda_re_log.shape[0])
+
+    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:
+        P, H = d_state, self.d_model
+        return {
+            "Lambda_re_log": (P,),
+            "Lambda_im": (P,),
+            "log_step": (P,),
+            "B_re": (P, H),
+            "B_im": (P, H),
+            "C_re": (H, P),
+            "C_im": (H, P),
+        }
+
+    def _discrete(self, dtype: torch.dtype | None = None):
+        """``(log_lam (P,), Bbar (P, H), 2C (H, P), D (H,))``, parameters cast to ``dtype``."""
+        return s5_discrete(
+            self.discretization, *(getattr(self, n).to(dtype) for n in self._param_names)
+        )
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``y = 2 Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        return mimo_forward(u, *self._discrete())
+
+    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        return mimo_forward_sequential(u, *self._discrete())
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_state={self.d_state}, "
+            f"discretization={self.discretization!r}"
+        )
