@@ -15,7 +15,11 @@ from ._io import load as load
 from ._io import save as save
 from ._lyapunov import lyapunov_cholesky as lyapunov_cholesky
 from ._lyapunov import solve_lyapunov as solve_lyapunov
+from ._minreal import minimal_realization as minimal_realization
+from ._norms import h2_norm as h2_norm
+from ._norms import hinf_norm as hinf_norm
 from ._system import StateSpace as StateSpace
+from ._unstable import stable_unstable_split as stable_unstable_split
 
 __version__ = "0.1.0"
 
@@ -26,10 +30,14 @@ __all__ = [
     "balanced_realization",
     "balanced_truncation",
     "gramians",
+    "h2_norm",
+    "hinf_norm",
     "hankel_singular_values",
     "load",
     "lyapunov_cholesky",
+    "minimal_realization",
     "save",
     "solve_lyapunov",
+    "stable_unstable_split",
     "tail_bound",
 ]

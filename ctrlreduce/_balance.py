@@ -91,9 +91,12 @@ class Reduction:
     lower_bound : float
         ``hsv[order]``, no reduction of this order can do better in the
         H-infinity norm (0 when nothing is discarded).
-    V, W : ndarray, shape (n, r)
+    V, W : ndarray, shape (n, k)
         Projections, ``W^H V = I``; for ``elimination="truncate"`` the
-        reduced matrices are ``(W^H A V, W^H B, C V, D)``.
+        reduced matrices are ``(W^H A V, W^H B, C V, D)``.  ``k = order``
+        except when ``order`` exceeds the numerical rank of the Hankel
+        operator, where ``k`` is that rank and the model is padded with
+        states that are neither controllable nor observable.
     method, elimination : str
     """
 
@@ -266,7 +269,9 @@ def balanced_truncation(
         at most ``tol``.  Exactly one of ``order`` and ``tol`` must be given.
         The bound holds for the measured error, so ``||G - G_r||_inf <= tol``.
     method : {"sr", "bfsr"}, keyword-only
-        Square root, or balancing-free square root.
+        Square root, or balancing-free square root.  Singular perturbation
+        always eliminates from the square-root balanced realization, so with
+        ``elimination="matchdc"`` the result reports ``method="sr"``.
     elimination : {"truncate", "matchdc"}, keyword-only
         ``"truncate"``: drop the weak states.  ``"matchdc"``: singular
         perturbation, which keeps the DC gain (``G(0)``, or ``G(1)`` in
@@ -362,7 +367,7 @@ def reduce_stable(
         lower_bound=float(hsv[r]) if r < n else 0.0,
         V=V,
         W=W,
-        method=method,
+        method=method if elimination == "truncate" else "sr",
         elimination=elimination,
     )
 

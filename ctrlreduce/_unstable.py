@@ -127,11 +127,12 @@ def _is_stable_mask(lam: np.ndarray, margin: float, discrete: bool) -> np.ndarra
     return lam.real < -margin
 
 
-def _ordered_schur(A: np.ndarray, margin: float, discrete: bool):  # noqa: ANN202
+def _ordered_schur(A: np.ndarray, alpha: float, discrete: bool):  # noqa: ANN202
     """Schur form with the stable eigenvalues leading; returns ``(T, U, ns)``.
 
     The selection is decided once, on the eigenvalues of the unordered Schur
-    form, and applied with LAPACK ``trsen`` (a complex-conjugate pair of a real
+    form, with margin ``alpha + max(stability_margin(A), stability_margin(T))``,
+    and applied with LAPACK ``trsen`` (a complex-conjugate pair of a real
     matrix is moved as one 2x2 block; both members share real part and
     modulus, so they are always selected together).  Deciding first and
     reordering second avoids the ``gees`` failure mode where round-off during
@@ -139,6 +140,7 @@ def _ordered_schur(A: np.ndarray, margin: float, discrete: bool):  # noqa: ANN20
     """
     real = not np.iscomplexobj(A)
     T, U = scipy.linalg.schur(A, output="real" if real else "complex", check_finite=False)
+    margin = alpha + max(stability_margin(A), stability_margin(T))
     select = _is_stable_mask(_schur_eigs(T), margin, discrete)
     ns = int(np.count_nonzero(select))
     if ns in (0, T.shape[0]) or np.all(select[:ns]):
@@ -200,19 +202,30 @@ def stable_unstable_split(sys: StateSpace, *, alpha: float = 0.0) -> Split:
     pass the same test when it is later handed to a Lyapunov solver on its own.
     When every pole is stable the system is returned as ``.stable`` in its own
     coordinates (``S = I``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctrlreduce import StateSpace
+    >>> from ctrlreduce._unstable import stable_unstable_split
+    >>> A = np.array([[-1.0, 2.0, 0.5], [0.0, 0.5, 1.0], [0.0, 0.0, -3.0]])
+    >>> sys = StateSpace(A, np.ones((3, 1)), np.ones((1, 3)), [[1.0]])
+    >>> split = stable_unstable_split(sys)
+    >>> split.n_unstable, split.stable.n_states
+    (1, 2)
+    >>> s = np.array([1j, 2.0 + 1j])
+    >>> G = split.stable.evaluate(s) + split.unstable.evaluate(s)
+    >>> bool(np.allclose(G, sys.evaluate(s), rtol=1e-12))
+    True
     """
     discrete = sys.dt is not None
     alpha = check_alpha(alpha, discrete)
     n, m, p = sys.n_states, sys.n_inputs, sys.n_outputs
     D = np.array(sys.D)
-    eye = np.eye(n, dtype=sys.A.dtype)
-    margin0 = alpha + stability_margin(np.asarray(sys.A))
-    if np.all(_is_stable_mask(sys.poles(), margin0, discrete)):
+    T, U, ns = _ordered_schur(np.asarray(sys.A), alpha, discrete)
+    if ns == n:
+        eye = np.eye(n, dtype=sys.A.dtype)
         return Split(sys, None, 0, D, eye, eye, 1.0)
-    T, U, ns = _ordered_schur(np.asarray(sys.A), margin0, discrete)
-    margin = alpha + max(stability_margin(np.asarray(sys.A)), stability_margin(T))
-    if margin > margin0:  # the larger Schur-based margin may reclassify a borderline pole
-        T, U, ns = _ordered_schur(np.asarray(sys.A), margin, discrete)
     nu = n - ns
     Bt, Ct = U.conj().T @ sys.B, sys.C @ U
     if ns == 0:
