@@ -1,0 +1,261 @@
+"""Batched Hankel singular values of diagonal layers against the NumPy core.
+
+References: ``ctrlreduce.hankel_singular_values`` (Hammarling factors, dense SVD)
+on ``DiagonalLTI.to_statespace()``; the Stein equations themselves; invariance
+under state permutation, scaling and conjugation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ctrlreduce_torch._lti import DiagonalLTI
+from ctrlreduce_torch.convert import to_lti
+from ctrlreduce_torch.hsv import (
+    complex_gramians,
+    hammarling_factor,
+    hankel_singular_values,
+    layer_form,
+    real_gramians,
+    standard_form,
+)
+from ctrlreduce_torch.lru import LRU
+from ctrlreduce_torch.s4d import S4D
+from ctrlreduce_torch.s5 import S5
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ctrlreduce
+
+RTOL = 1e-10  # relative to sigma_1, as the issue asks
+
+
+def random_lti(seed, G, N, m, p, *, rmin=0.3, rmax=0.99, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    r = rmin + (rmax - rmin) * torch.rand(G, N, generator=g, dtype=torch.float64)
+    th = 2 * math.pi * torch.rand(G, N, generator=g, dtype=torch.float64)
+    lam = torch.polar(r, th)
+    B = torch.randn(G, N, m, generator=g, dtype=torch.complex128)
+    C = torch.randn(G, p, N, generator=g, dtype=torch.complex128)
+    D = torch.randn(G, p, m, generator=g, dtype=torch.float64)
+    return DiagonalLTI(*(t.to(device) for t in (lam, B, C, D)))
+
+
+def core_hsv(lti, augmented=True):
+    return [ctrlreduce.hankel_singular_values(s) for s in lti.to_statespace(augmented=augmented)]
+
+
+def assert_match_core(h, lti, augmented=True):
+    refs = core_hsv(lti, augmented)
+    assert h.shape == (len(refs), refs[0].size)
+    for g, ref in enumerate(refs):
+        err = np.abs(h[g].cpu().numpy() - ref).max()
+        assert err <= RTOL * ref[0], (g, err, ref[0])
+
+
+def make_layer(kind, d_model, d_state, seed, device):
+    torch.manual_seed(seed)
+    cls = {"lru": LRU, "s5": S5, "s4d": S4D}[kind]
+    kw = {"r_min": 0.4, "r_max": 0.99} if kind == "lru" else {}
+    return cls(d_model, d_state, **kw).double().to(device)
+
+
+# ------------------------------------------------------------------ references
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    G=st.integers(1, 3),
+    N=st.integers(1, 24),
+    m=st.integers(1, 5),
+    p=st.integers(1, 5),
+)
+def test_hand_built_matches_core(seed, G, N, m, p):
+    lti = random_lti(seed, G, N, m, p)
+    assert_match_core(hankel_singular_values(lti), lti, augmented=True)
+    assert_match_core(hankel_singular_values(lti, augmented=False), lti, augmented=False)
+
+
+@pytest.mark.parametrize(
+    "kind,d_model,d_state",
+    [("lru", 4, 6), ("lru", 16, 40), ("s5", 4, 8), ("s5", 12, 32), ("s4d", 5, 8), ("s4d", 3, 24)],
+)
+def test_layers_match_core(kind, d_model, d_state, device):
+    layer = make_layer(kind, d_model, d_state, 7, device)
+    h = hankel_singular_values(layer)
+    assert h.device.type == device.type and h.dtype == torch.float64
+    with torch.no_grad():
+        lti = to_lti(layer)
+    G = d_model if kind == "s4d" else 1
+    N = d_state // 2 if kind == "s4d" else d_state
+    assert h.shape == (G, 2 * N)
+    assert_match_core(h, lti, augmented=True)
+    hc = hankel_singular_values(layer, augmented=False)
+    assert hc.shape == (G, N)
+    assert_match_core(hc, lti, augmented=False)
+
+
+def test_float32_layer_uses_float64(device):
+    torch.manual_seed(3)
+    layer = LRU(6, 10, r_min=0.5, r_max=0.95).to(device)  # float32 parameters
+    h = hankel_singular_values(layer)
+    assert h.dtype == torch.float64
+    with torch.no_grad():
+        assert_match_core(h, to_lti(layer))
+
+
+def test_standard_convention_matches_core_and_map(device):
+    """``layer_convention=False`` gives the HSVs of the realization of the layer's map
+    read before the update; that realization has the layer's transfer function
+    ``G(z) = D + z (S(z) - D)``."""
+    lti = random_lti(11, 2, 6, 3, 2, device=device)
+    std = standard_form(lti)
+    assert_match_core(hankel_singular_values(lti, layer_convention=False), std)
+    for s_layer, s_std in zip(lti.to_statespace(), std.to_statespace(), strict=True):
+        for z in np.exp(1j * np.array([0.1, 1.0, 2.5])):
+            G_layer = s_layer.D + z * (s_layer.evaluate(z) - s_layer.D)
+            np.testing.assert_allclose(s_std.evaluate(z), G_layer, rtol=1e-12, atol=1e-12)
+    back = layer_form(std)
+    for name in ("lam", "B", "C", "D"):
+        want = getattr(lti, name).to(getattr(back, name).dtype)
+        torch.testing.assert_close(getattr(back, name), want)
+
+
+# ------------------------------------------------------------------ invariants
+def _real_matrices(lti):
+    lam, B, C = lti.lam[0], lti.B[0], lti.C[0]
+    a, b = torch.diag(lam.real), torch.diag(lam.imag)
+    A = torch.cat([torch.cat([a, -b], 1), torch.cat([b, a], 1)], 0)
+    return A, torch.cat([B.real, B.imag], 0), torch.cat([C.real, -C.imag], 1)
+
+
+def test_real_gramians_solve_stein(device):
+    lti = random_lti(5, 1, 9, 3, 4, device=device)
+    P, Q = real_gramians(lti)
+    A, Br, Cr = _real_matrices(lti)
+    rp = A @ P[0] @ A.T - P[0] + Br @ Br.T
+    rq = A.T @ Q[0] @ A - Q[0] + Cr.T @ Cr
+    assert float(rp.abs().max()) <= 1e-12 * float(P.abs().max())
+    assert float(rq.abs().max()) <= 1e-12 * float(Q.abs().max())
+    # and the real map really is Re(C x): compare one simulated step response
+    u = torch.randn(30, 3, dtype=torch.float64, device=device)
+    x = torch.zeros(9, dtype=torch.complex128, device=device)
+    z = torch.zeros(18, dtype=torch.float64, device=device)
+    for k in range(30):
+        y1 = (lti.C[0] @ x).real
+        y2 = Cr @ z
+        torch.testing.assert_close(y1, y2)
+        x = lti.lam[0] * x + lti.B[0] @ u[k].to(torch.complex128)
+        z = A @ z + Br @ u[k]
+
+
+def test_complex_gramians_solve_stein(device):
+    lti = random_lti(6, 2, 7, 2, 3, device=device)
+    P, Q = complex_gramians(lti)
+    for g in range(2):
+        A = torch.diag(lti.lam[g])
+        rp = A @ P[g] @ A.mH - P[g] + lti.B[g] @ lti.B[g].mH
+        rq = A.mH @ Q[g] @ A - Q[g] + lti.C[g].mH @ lti.C[g]
+        assert float(rp.abs().max()) <= 1e-12 * float(P.abs().max())
+        assert float(rq.abs().max()) <= 1e-12 * float(Q.abs().max())
+
+
+def test_invariant_under_permutation_scaling_and_conjugation(device):
+    lti = random_lti(21, 1, 10, 3, 3, device=device)
+    h = hankel_singular_values(lti)
+    hc = hankel_singular_values(lti, augmented=False)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(10, generator=g).to(device)
+    scale = torch.polar(
+        torch.rand(10, generator=g, dtype=torch.float64) + 0.5,
+        torch.rand(10, generator=g, dtype=torch.float64) * 6,
+    ).to(device)
+    other = DiagonalLTI(
+        lti.lam[:, perm],
+        lti.B[:, perm] * scale[None, :, None],
+        lti.C[:, :, perm] / scale[None, None, :],
+        lti.D,
+    )
+    torch.testing.assert_close(hankel_singular_values(other), h, rtol=1e-10, atol=1e-10 * h[0, 0])
+    torch.testing.assert_close(
+        hankel_singular_values(other, augmented=False), hc, rtol=1e-10, atol=1e-10 * hc[0, 0]
+    )
+    # conjugating some states leaves Re(C x) and hence the real map's HSVs unchanged,
+    # but not the complex system's: the two rankings are different quantities
+    flip = torch.zeros(10, dtype=torch.bool, device=device)
+    flip[:5] = True
+    conj = DiagonalLTI(
+        torch.where(flip, lti.lam.conj(), lti.lam),
+        torch.where(flip[None, :, None], lti.B.conj(), lti.B),
+        torch.where(flip[None, None, :], lti.C.conj(), lti.C),
+        lti.D,
+    )
+    torch.testing.assert_close(hankel_singular_values(conj), h, rtol=1e-10, atol=1e-10 * h[0, 0])
+    hcc = hankel_singular_values(conj, augmented=False)
+    assert float((hcc - hc).abs().max()) > 1e-3 * float(hc[0, 0])
+
+
+def test_systems_are_independent(device):
+    lti = random_lti(8, 4, 5, 1, 1, device=device)
+    h = hankel_singular_values(lti)
+    for g in range(4):
+        one = DiagonalLTI(lti.lam[g : g + 1], lti.B[g : g + 1], lti.C[g : g + 1], lti.D[g : g + 1])
+        torch.testing.assert_close(hankel_singular_values(one)[0], h[g], rtol=1e-12, atol=1e-14)
+
+
+def test_rank_deficient_gramian_falls_back(device):
+    """Two identical modes: P is singular, Cholesky fails, the eigh factor is used."""
+    lti = random_lti(9, 1, 4, 1, 1, device=device)
+    lam = torch.cat([lti.lam, lti.lam[:, :1]], 1)
+    B = torch.cat([lti.B, lti.B[:, :1]], 1)
+    C = torch.cat([lti.C, lti.C[:, :, :1]], 2)
+    dup = DiagonalLTI(lam, B, C, lti.D)
+    h = hankel_singular_values(dup)
+    assert bool(torch.isfinite(h).all())
+    ref = core_hsv(dup)[0]
+    # the duplicated state is invisible in the map: its HSVs are (near) zero
+    assert float(h[0, -2:].max()) <= 1e-6 * float(h[0, 0])
+    np.testing.assert_allclose(h[0, :8].cpu().numpy(), ref[:8], rtol=0, atol=1e-7 * ref[0])
+
+
+def test_descending_nonnegative(device):
+    h = hankel_singular_values(random_lti(2, 3, 12, 2, 2, device=device))
+    assert bool((h >= 0).all())
+    assert bool((h[:, :-1] >= h[:, 1:]).all())
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input():
+    with pytest.raises(TypeError, match="layer_or_lti"):
+        hankel_singular_values(np.eye(3))
+    with pytest.raises(TypeError, match="augmented"):
+        hankel_singular_values(random_lti(0, 1, 2, 1, 1), augmented=1)
+    lti = random_lti(0, 1, 3, 1, 1)
+    unstable = DiagonalLTI(lti.lam / lti.lam.abs() * 1.0, lti.B, lti.C, lti.D)
+    with pytest.raises(ValueError, match="stable"):
+        hankel_singular_values(unstable)
+    nan = DiagonalLTI(lti.lam, lti.B * float("nan"), lti.C, lti.D)
+    with pytest.raises(ValueError, match="non-finite"):
+        hankel_singular_values(nan)
+    with pytest.raises(TypeError):
+        hankel_singular_values(torch.nn.Linear(2, 2))
+
+
+def test_single_input_fast_decay_keeps_small_hsvs(device):
+    """One input, slowly decaying modes: the Gramians are numerically singular and the
+    small HSVs come from Hammarling factors, still matching the core to 1e-10."""
+    lti = random_lti(87, 3, 30, 1, 1, rmin=0.2, rmax=0.999, device=device)
+    h = hankel_singular_values(lti)
+    assert float(h[:, -1].min()) < 1e-12 * float(h[:, 0].max())  # really ill-conditioned
+    assert_match_core(h, lti)
+    assert_match_core(hankel_singular_values(lti, augmented=False), lti, augmented=False)
+
+
+def test_hammarling_factor_solves_stein(device):
+    lti = random_lti(4, 2, 12, 2, 3, device=device)
+    R = hammarling_factor(lti.lam, lti.B)
+    P, _ = complex_gramians(lti)
+    assert bool((R.tril(-1) == 0).all())
+    assert float((R @ R.mH - P).abs().max()) <= 1e-13 * float(P.abs().max())
