@@ -315,8 +315,7 @@ def balanced_truncation(
         return reduce_unstable(
             sys, order=order, tol=tol, method=method, elimination=elimination, alpha=alpha
         )
-    sys.require_stable("balanced_truncation")
-    Lc, Lo = gramian_factors(sys)
+    Lc, Lo = gramian_factors(sys, "balanced_truncation")
     return reduce_stable(sys, Lc, Lo, order, tol, method, elimination)
 
 
@@ -403,8 +402,7 @@ def balanced_realization(sys: StateSpace) -> Reduction:
     (``W^H = V^{-1}``).
     """
     sys = _check_system(sys)
-    sys.require_stable("balanced_realization")
-    Lc, Lo = gramian_factors(sys)
+    Lc, Lo = gramian_factors(sys, "balanced_realization")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the padding warning: we raise instead
         red = reduce_stable(sys, Lc, Lo, sys.n_states, None, "sr", "truncate")

@@ -53,25 +53,29 @@ def _closed_form(lam: np.ndarray, M: np.ndarray, discrete: bool) -> np.ndarray:
     return -M / (lam[:, None] + lam[None, :].conj())
 
 
-def gramian_factors(sys: StateSpace) -> tuple[np.ndarray, np.ndarray]:
+def gramian_factors(
+    sys: StateSpace, what: str = "gramian_factors"
+) -> tuple[np.ndarray, np.ndarray]:
     """Factors ``(Lc, Lo)`` of both Gramians from one Schur decomposition.
 
     For diagonal ``A`` no decomposition is needed (``O(n^2 (m + p))``).
     The observability factor reuses the Schur form of ``A``: with
     ``A = U T U^H`` and ``J`` the reversal permutation,
     ``A^H = (U J) (J T^H J) (U J)^H`` and ``J T^H J`` is upper triangular.
-    Real systems get real factors.
+    Real systems get real factors.  Stability is checked on the Schur form
+    (no separate eigenvalue computation); ``what`` names the caller in the
+    error.
     """
     discrete = sys.dt is not None
     A, B, C = sys.A, sys.B, sys.C
     if sys.is_diagonal():
         lam = np.diag(A).astype(np.complex128)
-        _require_stable_eigs(lam, A, discrete)
+        _require_stable_eigs(lam, A, discrete, what)
         Lc = hammarling_diagonal(lam, B, discrete)
         Lo = hammarling_diagonal(lam.conj(), C.conj().T, discrete)
     else:
         T, U = _schur(A)
-        _require_stable_eigs(np.diag(T), A, discrete)
+        _require_stable_eigs(np.diag(T), A, discrete, what)
         Lc = U @ hammarling_triangular(T, U.conj().T @ B, discrete)
         Uf = U[:, ::-1]
         Tf = T.conj().T[::-1, ::-1]
@@ -108,11 +112,11 @@ def gramians(sys: StateSpace, *, factor: bool = False) -> tuple[np.ndarray, np.n
     """
     sys = _check_system(sys)
     if factor:
-        return gramian_factors(sys)
+        return gramian_factors(sys, "gramians")
     discrete = sys.dt is not None
     if sys.is_diagonal():
         lam = np.diag(sys.A).astype(np.complex128)
-        _require_stable_eigs(lam, sys.A, discrete)
+        _require_stable_eigs(lam, sys.A, discrete, "gramians")
         P = _closed_form(lam, sys.B @ sys.B.conj().T, discrete)
         Q = _closed_form(lam.conj(), sys.C.conj().T @ sys.C, discrete)
         if not sys.is_complex:
@@ -159,8 +163,7 @@ def hankel_singular_values(sys: StateSpace, *, unstable: str = "raise", alpha: f
         split = stable_unstable_split(sys, alpha=alpha)
         hs = hankel_singular_values(split.stable) if split.stable is not None else np.empty(0)
         return np.concatenate([np.full(split.n_unstable, np.inf), hs])
-    sys.require_stable("hankel_singular_values")
-    Lc, Lo = gramian_factors(sys)
+    Lc, Lo = gramian_factors(sys, "hankel_singular_values")
     return _hsv_from_factors(Lc, Lo)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg.blas import ztpmv, ztpsv
 
-from ._validation import as_matrix, check_dt
+from ._validation import as_matrix, check_dt, stability_margin, unstable_poles_error
 
 __all__ = ["solve_lyapunov", "lyapunov_cholesky"]
 
@@ -66,18 +66,14 @@ def _check_pair(A: Any, M: Any, name: str, *, rows: bool) -> tuple[np.ndarray, n
     return A, M
 
 
-def _require_stable_eigs(eigs: np.ndarray, A: np.ndarray, discrete: bool) -> None:
-    from ._validation import stability_margin
-
+def _require_stable_eigs(
+    eigs: np.ndarray, A: np.ndarray, discrete: bool, what: str = "the Lyapunov solver"
+) -> None:
+    """Raise naming the poles unless every eigenvalue is clear of the boundary."""
     margin = stability_margin(A)
     bad = eigs[np.abs(eigs) >= 1 - margin] if discrete else eigs[eigs.real >= -margin]
     if bad.size:
-        region = "|p| < 1" if discrete else "Re(p) < 0"
-        shown = ", ".join(f"{complex(z):.6g}" for z in bad[:8])
-        raise ValueError(
-            f"A must be stable ({region}, clear of the boundary by round-off) for a unique "
-            f"Lyapunov factor; it has {bad.size} unstable or marginal eigenvalues: {shown}"
-        )
+        raise unstable_poles_error(bad, discrete, what)
 
 
 # ------------------------------------------------------------- Hammarling core

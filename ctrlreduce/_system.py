@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from ._validation import as_matrix, check_dt, stability_margin
+from ._validation import as_matrix, check_dt, stability_margin, unstable_poles_error
 
 __all__ = ["StateSpace"]
 
@@ -160,14 +160,7 @@ class StateSpace:
         """Raise ``ValueError`` naming the offending poles unless stable."""
         bad = self.unstable_poles()
         if bad.size:
-            region = "Re(p) < 0" if self.dt is None else "|p| < 1"
-            shown = ", ".join(f"{complex(z):.6g}" for z in bad[:8])
-            more = "" if bad.size <= 8 else f" (and {bad.size - 8} more)"
-            raise ValueError(
-                f"{what} needs a stable system (all poles with {region}, clear of the "
-                f"boundary by round-off); A has {bad.size} unstable or marginal poles: "
-                f"{shown}{more}. Use unstable='keep' where supported."
-            )
+            raise unstable_poles_error(bad, self.dt is not None, what)
 
     def is_diagonal(self) -> bool:
         """``True`` when ``A`` is exactly diagonal."""

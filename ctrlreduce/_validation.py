@@ -18,6 +18,7 @@ __all__ = [
     "check_order",
     "check_positive",
     "stability_margin",
+    "unstable_poles_error",
 ]
 
 
@@ -94,3 +95,15 @@ def stability_margin(A: np.ndarray) -> float:
     n = A.shape[0]
     scale = max(1.0, float(np.linalg.norm(A, 1)))
     return max(100.0 * n * np.finfo(float).eps, 1e-12) * scale
+
+
+def unstable_poles_error(bad: np.ndarray, discrete: bool, what: str) -> ValueError:
+    """The error for a stable-only function given unstable or marginal poles ``bad``."""
+    region = "|p| < 1" if discrete else "Re(p) < 0"
+    shown = ", ".join(f"{complex(z):.6g}" for z in bad[:8])
+    more = "" if bad.size <= 8 else f" (and {bad.size - 8} more)"
+    return ValueError(
+        f"{what} needs a stable system (all poles with {region}, clear of the boundary by "
+        f"round-off); A has {bad.size} unstable or marginal poles: {shown}{more}. "
+        "Use unstable='keep' where supported."
+    )
