@@ -1,0 +1,125 @@
+"""A small sequence classifier built from any of the SSM layers.
+
+Architecture (``n_layers`` residual blocks, pre-norm, as in the LRU paper)::
+
+    x = encoder(u)                          # (B, L, d_input) -> (B, L, H)
+    repeat n_layers:
+        z = norm(x)                          # LayerNorm over H
+        z = ssm(z)                           # LRU / S5 / S4D, (B, L, H)
+        z = gelu(z)
+        z = glu(linear(z))  (mixer="glu")    # Linear(H, 2H) then GLU -> (B, L, H)
+        x = x + dropout(z)
+    logits = head(mean_t(x))                 # (B, n_classes)
+
+``H`` is ``d_model``; each block's SSM has its own ``d_state``, so a model can
+be built directly at the per-layer sizes a compressed run ended with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["LAYER_TYPES", "SequenceClassifier", "layer_class"]
+
+#: Layer-type names understood by :class:`SequenceClassifier` (explicit registry).
+LAYER_TYPES = ("lru", "s5", "s4d")
+
+
+def layer_class(name: str) -> type[nn.Module]:
+    """The SSM layer class registered under ``name`` (``"lru"``, ``"s5"``, ``"s4d"``)."""
+    if name == "lru":
+        from .lru import LRU
+
+        return LRU
+    if name == "s5":
+        from .s5 import S5
+
+        return S5
+    if name == "s4d":
+        from .s4d import S4D
+
+        return S4D
+    raise ValueError(f"layer must be one of {LAYER_TYPES}, got {name!r}")
+
+
+class _Block(nn.Module):
+    def __init__(
+        self, ssm: nn.Module, d_model: int, dropout: float, mixer: str
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.ssm = ssm
+        self.mixer = mixer
+        self.out = nn.Linear(d_model, 2 * d_model) if mixer == "glu" else None
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, H)
+        z = nn.functional.gelu(self.ssm(self.norm(x)))
+        if self.out is not None:
+            z = nn.functional.glu(self.out(z), dim=-1)
+        return x + self.drop(z)
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder, ``n_layers`` SSM blocks, mean pooling over time, linear head.
+
+    Parameters
+    ----------
+    d_input, n_classes : int
+        Input channels and number of classes.
+    d_model : int
+        Width ``H`` of every block.
+    d_state : int or sequence of int
+        The SSM state size, one for all blocks or one per block.
+    n_layers : int
+        Number of blocks (ignored when ``d_state`` is a sequence; its length wins).
+    layer : {"lru", "s5", "s4d"}
+        SSM layer type.
+    dropout : float
+        Dropout after each block.
+    mixer : {"glu", "gelu"}
+        ``"glu"``: GELU then ``Linear(H, 2H)`` and GLU; ``"gelu"``: GELU only.
+    **layer_kwargs
+        Passed to the layer constructor.
+    """
+
+    def __init__(
+        self,
+        d_input: int,
+        n_classes: int,
+        *,
+        d_model: int,
+        d_state: int | Sequence[int],
+        n_layers: int = 2,
+        layer: str = "lru",
+        dropout: float = 0.0,
+        mixer: str = "glu",
+        **layer_kwargs,
+    ) -> None:
+        super().__init__()
+        if mixer not in ("glu", "gelu"):
+            raise ValueError(f"mixer must be 'glu' or 'gelu', got {mixer!r}")
+        cls = layer_class(layer)
+        sizes = [int(d_state)] * n_layers if isinstance(d_state, int) else [int(s) for s in d_state]
+        if not sizes or any(s < 1 for s in sizes):
+            raise ValueError(f"d_state must be positive, got {sizes}")
+        self.layer_type = layer
+        self.encoder = nn.Linear(d_input, d_model)
+        self.blocks = nn.ModuleList(
+            _Block(cls(d_model, s, **layer_kwargs), d_model, dropout, mixer) for s in sizes
+        )
+        self.head = nn.Linear(d_model, n_classes)
+
+    @property
+    def state_dims(self) -> list[int]:
+        """Current ``d_state`` of each block's SSM layer."""
+        return [int(b.ssm.d_state) for b in self.blocks]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, L, d_input) -> (B, K)
+        x = self.encoder(u)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(dim=1))
