@@ -33,6 +33,8 @@ def _hsv_err(h, ref) -> tuple[float, int]:
     h = np.asarray(h)
     bad = int(np.count_nonzero(~np.isfinite(h) | (np.abs(np.imag(h)) > 0)))
     hr = np.sort(np.real(h))[::-1]
+    # pyMOR's low-rank path can return more values than states (zeros beyond n)
+    hr = np.concatenate([hr, np.zeros(max(0, ref.size - hr.size))])[: ref.size]
     with np.errstate(invalid="ignore"):
         err = float(np.nanmax(np.abs(hr - ref)) / ref[0])
     return err, bad
