@@ -174,18 +174,22 @@ def _zoh_log(lam: torch.Tensor, z_ref: torch.Tensor) -> torch.Tensor:
     return torch.complex(z.real, z.imag + 2 * math.pi * k)
 
 
-def _lru_params(layer: LRU, lam, B, C, D) -> dict[str, torch.Tensor]:
+def _one_mimo_system(layer, lam, B, C, D, what: str):  # noqa: ANN001, ANN202
+    """``(lam (N,), B (N, H), C (H, N), diag(D) (H,))`` of a one-system ``lti``, checked."""
     if lam.shape[0] != 1:
         raise ValueError(
-            f"an LRU is one system: lti.lam must have shape (1, N), got {tuple(lam.shape)}"
+            f"{what} is one system: lti.lam must have shape (1, N), got {tuple(lam.shape)}"
         )
     H = layer.d_model
     if B.shape[2] != H or C.shape[1] != H:
         raise ValueError(
             f"lti must have {H} inputs and outputs, got B {tuple(B.shape)}, C {tuple(C.shape)}"
         )
-    lam, B, C = lam[0], B[0], C[0]
-    d = _diagonal_of(D[0], "lti.D[0]")
+    return lam[0], B[0], C[0], _diagonal_of(D[0], "lti.D[0]")
+
+
+def _lru_params(layer: LRU, lam, B, C, D) -> dict[str, torch.Tensor]:
+    lam, B, C, d = _one_mimo_system(layer, lam, B, C, D, "an LRU")
     phase = torch.angle(lam)
     phase = torch.where(phase < 0, phase + 2 * math.pi, phase)
     if bool((phase == 0).any()):
@@ -209,17 +213,7 @@ def _lru_params(layer: LRU, lam, B, C, D) -> dict[str, torch.Tensor]:
 
 
 def _s5_params(layer: S5, lam, B, C, D) -> dict[str, torch.Tensor]:
-    if lam.shape[0] != 1:
-        raise ValueError(
-            f"an S5 layer is one system: lti.lam must have shape (1, P), got {tuple(lam.shape)}"
-        )
-    H = layer.d_model
-    if B.shape[2] != H or C.shape[1] != H:
-        raise ValueError(
-            f"lti must have {H} inputs and outputs, got B {tuple(B.shape)}, C {tuple(C.shape)}"
-        )
-    lam, B, C = lam[0], B[0], C[0]
-    d = _diagonal_of(D[0], "lti.D[0]")
+    lam, B, C, d = _one_mimo_system(layer, lam, B, C, D, "an S5 layer")
     with torch.no_grad():
         z_old, *_ = layer._discrete(_F64)
         step_old = torch.exp(layer.log_step.detach().to(_F64))
