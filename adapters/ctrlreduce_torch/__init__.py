@@ -14,8 +14,8 @@ from .convert import resize_to_state_dict as resize_to_state_dict
 from .convert import to_lti as to_lti
 from .hsv import hankel_singular_values as hankel_singular_values
 from .lru import LRU as LRU
+from .optim import rebind_optimizer_ as rebind_optimizer_
 from .reduce import ReductionReport as ReductionReport
-from .reduce import rebind_optimizer_ as rebind_optimizer_
 from .reduce import reduce_ as reduce_
 from .s4d import S4D as S4D
 from .s5 import S5 as S5
