@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from ._gramians import _check_system, gramian_factors
-from ._system import StateSpace
+from ._system import StateSpace, inert_pole
 from ._validation import check_order, check_positive
 
 __all__ = ["Reduction", "balanced_realization", "balanced_truncation", "tail_bound"]
@@ -375,16 +375,16 @@ def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr, size: int) -> StateSpace:  # 
     """Build the reduced ``StateSpace`` with exactly ``size`` states.
 
     Missing states are padded as neither controllable nor observable
-    (``A = -I`` in continuous time, ``0`` in discrete time, ``B = 0``,
-    ``C = 0``), which leaves the transfer function unchanged.  ``StateSpace``
+    (``A = inert_pole(dt) I``, ``B = 0``, ``C = 0``), which leaves the
+    transfer function unchanged (:meth:`StateSpace.static_gain` is the
+    order-0 case).  ``StateSpace``
     needs at least one state, so an order-0 model (a static gain ``D``) is
     represented by one such state.
     """
     k = Ar.shape[0]
     if k < size:
         pad = size - k
-        a = 0.0 if sys.dt is not None else -1.0
-        Ar = scipy.linalg.block_diag(Ar, a * np.eye(pad))
+        Ar = scipy.linalg.block_diag(Ar, inert_pole(sys.dt) * np.eye(pad))
         Br = np.vstack([Br, np.zeros((pad, sys.n_inputs), dtype=Br.dtype)])
         Cr = np.hstack([Cr, np.zeros((sys.n_outputs, pad), dtype=Cr.dtype)])
     if not sys.is_complex:

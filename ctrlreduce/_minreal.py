@@ -227,13 +227,6 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
         if u is not None:
             parts.append(u)
     if not parts:
-        a = 0.0 if sys.dt is not None else -1.0
-        return StateSpace(
-            np.full((1, 1), a, dtype=sys.A.dtype),
-            np.zeros((1, sys.n_inputs), dtype=sys.A.dtype),
-            np.zeros((sys.n_outputs, 1), dtype=sys.A.dtype),
-            sys.D,
-            sys.dt,
-        )
+        return StateSpace.static_gain(sys.D, sys.dt)
     out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
     return out.with_matrices(D=sys.D)

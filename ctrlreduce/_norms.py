@@ -65,8 +65,8 @@ import numpy as np
 import scipy.linalg
 
 from ._gramians import _check_system, gramian_factors
-from ._lyapunov import _schur
-from ._system import StateSpace
+from ._lyapunov import _require_stable_eigs
+from ._system import StateSpace, transfer_evaluator
 from ._validation import check_positive
 
 __all__ = ["h2_norm", "hinf_norm", "reduction_error"]
@@ -162,36 +162,14 @@ def h2_norm(
 def _sigma_evaluator(sys: StateSpace) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``f(lam) -> sigma_max(G(lam))`` for points ``lam``, shape ``(k,)``.
 
-    ``A = U T U^H`` is reduced once; each point then costs one triangular
-    solve, ``O(n^2 m)``.  ``lam = inf`` gives ``sigma_max(D)``.
+    One Schur form, then one triangular solve per point
+    (:func:`ctrlreduce._system.transfer_evaluator`); ``lam = inf`` gives
+    ``sigma_max(D)``.
     """
-    A = sys.A
-    if A.shape[0] <= 128:  # complex QR directly: cheaper than real Schur + rsf2csf when small
-        T, U = scipy.linalg.schur(A.astype(np.complex128), output="complex", check_finite=False)
-    else:
-        T, U = _schur(A)
-    Bt = np.asfortranarray(U.conj().T @ sys.B)  # (n, m)
-    Ct = sys.C @ U  # (p, n)
-    D = sys.D
-    sD = float(np.linalg.norm(D, 2)) if D.size else 0.0
-    idx = np.diag_indices(T.shape[0])
-    diag = np.diag(T).copy()
-    M = np.asfortranarray(-T)  # s I - T, only the diagonal changes with s
-    (trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (M, Bt))
+    G = transfer_evaluator(sys)
 
     def sigma(lam: np.ndarray) -> np.ndarray:
-        lam = np.atleast_1d(np.asarray(lam, dtype=np.complex128))
-        out = np.empty(lam.size)
-        for k, s in enumerate(lam):
-            if not np.isfinite(s):
-                out[k] = sD
-                continue
-            M[idx] = s - diag
-            X, info = trtrs(M, Bt)  # (n, m); info > 0: s is a pole (cannot happen when stable)
-            if info != 0:
-                raise ValueError(f"G is not defined at {s:.6g}: sI - A is singular")
-            out[k] = np.linalg.svd(Ct @ X + D, compute_uv=False)[0]
-        return out
+        return np.linalg.svd(G(lam), compute_uv=False)[:, 0]
 
     return sigma
 
@@ -459,21 +437,21 @@ def hinf_norm(sys: StateSpace, *, rtol: float = 1e-10, return_frequency: bool = 
     rtol = check_positive(rtol, "rtol")
     if rtol >= 1:
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
-    sys.require_stable("hinf_norm")
-    g, w = _hinf(sys, rtol)
+    modal = _modal_form(sys)  # its eigenvalues serve the stability check too
+    _require_stable_eigs(modal[0], sys.A, sys.dt is not None, "hinf_norm")
+    g, w = _hinf(sys, rtol, modal)
     if sys.dt is not None:
         w = w / sys.dt
     return (g, w) if return_frequency else g
 
 
-def _hinf(sys: StateSpace, rtol: float) -> tuple[float, float]:
+def _hinf(sys: StateSpace, rtol: float, modal) -> tuple[float, float]:  # noqa: ANN001
     """``(norm, peak)`` with ``peak`` in rad/s (continuous) or ``theta`` (discrete)."""
     discrete, real = sys.dt is not None, not sys.is_complex
     sD = float(np.linalg.norm(sys.D, 2))
     if not np.any(sys.B) or not np.any(sys.C):  # a static gain G = D
         return sD, 0.0
     sigma = _sigma_evaluator(sys)
-    modal = _modal_form(sys)
     freqs = _test_frequencies(sys, modal)
     # screen all test points with the modal form, evaluate the best few and
     # the ends (DC, infinity or Nyquist) exactly

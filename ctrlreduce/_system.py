@@ -17,6 +17,7 @@ Glossary
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,62 @@ import scipy.linalg
 
 from ._validation import as_matrix, check_dt, stability_margin, unstable_poles_error
 
-__all__ = ["StateSpace"]
+__all__ = ["StateSpace", "inert_pole", "transfer_evaluator"]
+
+
+def inert_pole(dt: float | None) -> float:
+    """The pole given to padding states (neither controllable nor observable).
+
+    ``-1`` in continuous time, ``0`` in discrete time: stable, well away from
+    the boundary, and exact in floating point.
+    """
+    return -1.0 if dt is None else 0.0
+
+
+def transfer_evaluator(sys: StateSpace) -> Callable[[Any], np.ndarray]:
+    """Return ``G(s) = C (s I - A)^{-1} B + D`` as a function of complex points ``s``.
+
+    ``A = U T U^H`` is reduced to complex Schur form once; each point then
+    costs one triangular solve (LAPACK ``trtrs``), ``O(n^2 m)``, on a
+    preallocated ``s I - T`` whose diagonal alone changes.  The function maps
+    points of any shape to an array ``(k, p, m)``; ``s = inf`` gives ``D``,
+    and a point within round-off of a pole raises ``ValueError``.
+    """
+    from ._lyapunov import _schur
+
+    A = sys.A
+    n = A.shape[0]
+    if n <= 128:  # complex QR directly: cheaper than real Schur + rsf2csf when small
+        T, U = scipy.linalg.schur(A.astype(np.complex128), output="complex", check_finite=False)
+    else:
+        T, U = _schur(A)
+    Bt = np.asfortranarray(U.conj().T @ sys.B)  # (n, m)
+    Ct = sys.C @ U  # (p, n)
+    D = sys.D
+    diag = np.diag(T).copy()
+    idx = np.diag_indices(n)
+    M = np.asfortranarray(-T)  # s I - T: only the diagonal changes with s
+    (trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (M, Bt))
+    # a pole is indistinguishable from s below the eigenvalues' round-off
+    tol = np.finfo(float).eps * n * max(1.0, float(np.abs(T).max()))
+
+    def G(s: Any) -> np.ndarray:
+        s = np.atleast_1d(np.asarray(s, dtype=np.complex128)).ravel()
+        out = np.empty((s.size, D.shape[0], D.shape[1]), dtype=np.complex128)
+        for k, sk in enumerate(s):
+            if not np.isfinite(sk):
+                out[k] = D
+                continue
+            if np.min(np.abs(sk - diag)) <= tol:
+                raise ValueError(f"G(s) is not defined at s={sk:.6g}: it is a pole of the system")
+            M[idx] = sk - diag
+            X, info = trtrs(M, Bt)
+            if info != 0:
+                raise ValueError(f"G(s) is not defined at s={sk:.6g}: it is a pole of the system")
+            out[k] = Ct @ X + D
+        return out
+
+    return G
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,25 +245,25 @@ class StateSpace:
     def evaluate(self, s: Any) -> np.ndarray:
         """Transfer function ``C (s I - A)^{-1} B + D`` at complex points ``s``.
 
-        Returns an array of shape ``(k, p, m)``.  Raises ``ValueError`` if a
-        point is a pole (``s I - A`` singular to working precision).
+        Returns an array of shape ``(k, p, m)``; ``s = inf`` gives ``D``.
+        Raises ``ValueError`` if a point is a pole (``s I - A`` singular to
+        working precision).  For many calls on one system, reuse
+        :func:`transfer_evaluator`.
         """
-        s = np.atleast_1d(np.asarray(s, dtype=np.complex128)).ravel()
-        T, U = scipy.linalg.schur(self.A.astype(np.complex128), output="complex")
-        Bt = U.conj().T @ self.B
-        Ct = self.C @ U
-        n = self.n_states
-        out = np.empty((s.size, self.n_outputs, self.n_inputs), dtype=np.complex128)
-        diag = np.diag(T)
-        tol = np.finfo(float).eps * n * max(1.0, float(np.abs(T).max()))
-        for k, sk in enumerate(s):
-            if np.min(np.abs(sk - diag)) <= tol:
-                raise ValueError(f"G(s) is not defined at s={sk:.6g}: it is a pole of the system")
-            M = -T
-            M[np.diag_indices(n)] += sk
-            X = scipy.linalg.solve_triangular(M, Bt, check_finite=False)
-            out[k] = Ct @ X + self.D
-        return out
+        return transfer_evaluator(self)(s)
+
+    @classmethod
+    def static_gain(cls, D: Any, dt: float | None = None) -> StateSpace:
+        """The static gain ``G = D`` as a ``StateSpace``.
+
+        A ``StateSpace`` has at least one state, so the gain is carried by one
+        state that is neither controllable nor observable (``A = inert_pole(dt)``,
+        ``B = 0``, ``C = 0``): the transfer function is exactly ``D``.  This is
+        the convention of an order-0 reduction.
+        """
+        D = as_matrix(D, "D")
+        p, m = D.shape
+        return cls(np.full((1, 1), inert_pole(dt)), np.zeros((1, m)), np.zeros((p, 1)), D, dt)
 
     # ------------------------------------------------------------ conversions
     def to_control(self):  # noqa: ANN201 - optional dependency type

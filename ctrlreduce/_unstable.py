@@ -263,13 +263,7 @@ def stable_error_system(original: StateSpace, reduced: StateSpace) -> StateSpace
     """
     split = stable_unstable_split(original - reduced, alpha=0.0)
     if split.stable is None:  # both are exactly the unstable part
-        return StateSpace(
-            np.zeros((1, 1)) if original.dt is not None else -np.ones((1, 1)),
-            np.zeros((1, original.n_inputs)),
-            np.zeros((original.n_outputs, 1)),
-            split.D,
-            original.dt,
-        )
+        return StateSpace.static_gain(split.D, original.dt)
     return split.stable
 
 
@@ -317,7 +311,7 @@ def reduce_unstable(
     matrices are ``(W^H A V, W^H B, C V, D)``.  With ``"matchdc"`` ``V`` and
     ``W`` span the kept subspaces but the stable block is a Schur complement.
     """
-    from ._balance import Reduction, reduce_stable, replace, tail_bound
+    from ._balance import Reduction, reduce_stable, replace
     from ._gramians import gramian_factors
 
     n = sys.n_states
@@ -364,8 +358,6 @@ def reduce_unstable(
         original=sys,
         hsv=hsv,
         order=rs + nu,
-        error_bound=tail_bound(red.hsv, rs),
-        error_bound_distinct=tail_bound(red.hsv, rs, distinct=True),
         V=V,
         W=W,
         n_unstable=nu,

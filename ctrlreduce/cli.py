@@ -67,24 +67,24 @@ def _order_arg(text: str) -> int:
     return value
 
 
-def _positive_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+def _real_arg(*, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number ``> 0`` (``strict``) or ``>= 0``."""
+    what = "> 0" if strict else ">= 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (strict and value == 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _nonnegative_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+_positive_arg = _real_arg(strict=True)
+_nonnegative_arg = _real_arg(strict=False)
 
 
 def _build_parser() -> argparse.ArgumentParser:
