@@ -38,6 +38,7 @@ from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "MIMOLayer",
     "StateSizedModule",
     "check_input",
     "check_size",
@@ -235,6 +236,7 @@ class StateSizedModule(nn.Module):
     """
 
     _even_state = False
+    _param_names: tuple[str, ...] = ()
 
     @property
     def d_state(self) -> int:  # pragma: no cover - abstract
@@ -242,6 +244,12 @@ class StateSizedModule(nn.Module):
 
     def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:  # pragma: no cover
         raise NotImplementedError
+
+    def _init_parameters(self, init: dict[str, torch.Tensor]) -> None:
+        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name."""
+        dtype = torch.get_default_dtype()
+        for name in self._param_names:
+            setattr(self, name, nn.Parameter(init[name].to(dtype)))
 
     def _resize_state_(self, new_d_state: int) -> None:
         """Replace every state-sized parameter by a fresh zero ``nn.Parameter`` of the new size.
@@ -286,3 +294,21 @@ class StateSizedModule(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+
+
+class MIMOLayer(StateSizedModule):
+    """Base of the one-system layers (LRU, S5): ``y = Re(C x) + D u`` by the scans.
+
+    Subclasses define ``_discrete(dtype=None) -> (log_lam (N,), B (N, H),
+    C (H, N), D (H,))``, the recurrence with any factor 2 folded into ``C``.
+    """
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``y = Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        return mimo_forward(u, *self._discrete())
+
+    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
+        u = check_input(u, self.d_model, self.D.dtype)
+        return mimo_forward_sequential(u, *self._discrete())

@@ -85,13 +85,15 @@ import heapq
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from .optim import rebind_optimizer_
 
 __all__ = ["Compressor", "cut_steps", "find_ssm_layers"]
 
@@ -717,30 +719,6 @@ def _modal_choice(
     return torch.as_tensor(np.sort(idx), dtype=torch.long)
 
 
-def _rebind(
-    optimizer: torch.optim.Optimizer,
-    pairs: Sequence[tuple[nn.Parameter, nn.Parameter]],
-    slicer: Callable[[int, torch.Tensor], torch.Tensor] | None,
-) -> None:
-    """Point ``optimizer`` at the new parameters in place; carry or drop their state.
-
-    ``pairs[j] = (old, new)``.  With ``slicer``, every state tensor of the same
-    shape as ``old`` becomes ``slicer(j, tensor)``; other entries (``step``)
-    are kept.  Without, the old parameters' state is dropped.
-    """
-    by_id = {id(o): (j, n) for j, (o, n) in enumerate(pairs)}
-    for group in optimizer.param_groups:
-        group["params"] = [by_id[id(p)][1] if id(p) in by_id else p for p in group["params"]]
-    for j, (old, new) in enumerate(pairs):
-        st = optimizer.state.pop(old, None)
-        if st is None or slicer is None:
-            continue
-        optimizer.state[new] = {
-            k: slicer(j, v) if isinstance(v, torch.Tensor) and v.shape == old.shape else v
-            for k, v in st.items()
-        }
-
-
 def _modal_truncate_(
     layer: nn.Module, keep: torch.Tensor, optimizer: torch.optim.Optimizer | None
 ) -> None:
@@ -763,21 +741,20 @@ def _modal_truncate_(
         for n, v in vals.items():
             getattr(layer, n).copy_(v)
     if optimizer is not None:
-        names = list(axes)
-        pairs = [(old[n], getattr(layer, n)) for n in names]
-        _rebind(
+        rebind_optimizer_(
             optimizer,
-            pairs,
-            lambda j, t: t.index_select(axes[names[j]], keep.to(t.device)).clone(),
+            old,
+            {n: getattr(layer, n) for n in axes},
+            moments=lambda name, t: t.index_select(axes[name], keep.to(t.device)).clone(),
         )
 
 
 def _resize_fresh(layer: nn.Module, d_state: int, optimizer: torch.optim.Optimizer) -> None:
     """Shrink a freshly built layer to ``d_state`` (values to be overwritten by a load)."""
     names = list(_state_axes(layer))
-    old = [getattr(layer, n) for n in names]
+    old = {n: getattr(layer, n) for n in names}
     layer._resize_state_(d_state)
-    _rebind(optimizer, [(o, getattr(layer, n)) for o, n in zip(old, names, strict=True)], None)
+    rebind_optimizer_(optimizer, old, {n: getattr(layer, n) for n in names}, keep_state=False)
 
 
 def _restart_ema(ema: nn.Module, model: nn.Module) -> None:

@@ -158,12 +158,11 @@ def real_gramians(lti: DiagonalLTI) -> tuple[torch.Tensor, torch.Tensor]:
 
     See the module docstring for the equations and coordinates.
     """
+    P1, Q1 = complex_gramians(lti)  # sum x x^H, and its dual
     lam, B, C = _cast(lti)
-    li, lj = lam[:, :, None], lam[:, None, :]
-    P1 = (B @ B.mH) / (1.0 - li * lj.conj())  # sum x x^H
-    P2 = (B @ B.mT) / (1.0 - li * lj)  # sum x x^T
-    Q1 = (C.mH @ C) / (1.0 - li.conj() * lj)
-    Q2 = (C.mT @ C) / (1.0 - li * lj)
+    pair = 1.0 - lam[:, :, None] * lam[:, None, :]  # (G, N, N): 1 - lam_i lam_j
+    P2 = (B @ B.mT) / pair  # sum x x^T
+    Q2 = (C.mT @ C) / pair
     Sp, Dp = P1 + P2, P1 - P2
     Sq, Dq = Q1 + Q2, Q1 - Q2
     P = 0.5 * torch.cat(

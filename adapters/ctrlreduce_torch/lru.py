@@ -28,9 +28,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from ._scan import StateSizedModule, check_input, check_size, mimo_forward, mimo_forward_sequential
+from ._scan import MIMOLayer, check_size
 
 __all__ = ["LRU"]
 
@@ -52,7 +51,7 @@ def lru_discrete(
     return log_lam, B, C, D
 
 
-class LRU(StateSizedModule):
+class LRU(MIMOLayer):
     """Linear Recurrent Unit layer, input and output ``(batch, length, d_model)``.
 
     Parameters
@@ -100,7 +99,6 @@ class LRU(StateSizedModule):
         theta_log = torch.log(max_phase * u2)
         mod = torch.exp(-torch.exp(nu_log))
         gamma_log = torch.log(torch.sqrt(1.0 - mod**2))
-        dtype = torch.get_default_dtype()
         init = {
             "nu_log": nu_log,
             "theta_log": theta_log,
@@ -111,8 +109,7 @@ class LRU(StateSizedModule):
             "C_im": torch.randn(H, N, dtype=torch.float64) / math.sqrt(N),
             "D": torch.randn(H, dtype=torch.float64),
         }
-        for name in self._param_names:
-            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+        self._init_parameters(init)
 
     @property
     def d_state(self) -> int:
@@ -134,16 +131,6 @@ class LRU(StateSizedModule):
     def _discrete(self, dtype: torch.dtype | None = None):
         """``(log_lam (N,), B (N, H), C (H, N), D (H,))`` from the parameters cast to ``dtype``."""
         return lru_discrete(*(getattr(self, n).to(dtype) for n in self._param_names))
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``y = Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward(u, *self._discrete())
-
-    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward_sequential(u, *self._discrete())
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}"

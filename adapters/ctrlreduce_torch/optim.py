@@ -9,6 +9,7 @@ the same; only its ``param_groups`` slots and per-parameter ``state`` move.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +21,9 @@ def rebind_optimizer_(
     optimizer: torch.optim.Optimizer,
     old_params: dict[str, torch.nn.Parameter],
     new_params: dict[str, torch.nn.Parameter],
+    *,
+    moments: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    keep_state: bool = True,
 ) -> int:
     """Rebind ``optimizer`` in place from ``old_params`` to ``new_params`` (matched by name).
 
@@ -28,12 +32,16 @@ def rebind_optimizer_(
     the new one, and its per-parameter state is moved over:
 
     * tensors shaped like the parameter (momentum buffers, Adam's
-      ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``) are **reset to zeros** of
+      ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``) become
+      ``moments(name, tensor)``; by default they are **reset to zeros** of
       the new shape: after a change of basis and size, the old moments
-      describe coordinates that no longer exist;
+      describe coordinates that no longer exist (a selection of states, as in
+      modal truncation, can instead slice them);
     * scalar entries, in particular Adam's ``step``, are **copied**, so step
       counts (and hence bias corrections and anything keyed on them) go on.
 
+    With ``keep_state=False`` the old parameters' state is dropped instead
+    (for a freshly built model about to receive a saved optimizer state).
     Parameters whose object did not change (e.g. ``D``, or any parameter whose
     shape the reduction does not touch) keep identity and state.
 
@@ -55,15 +63,19 @@ def rebind_optimizer_(
                     params[i] = new
                     n += 1
                     hit = True
-        if hit and old in optimizer.state:
-            st = optimizer.state.pop(old)
-            moved: dict[str, Any] = {}
-            for key, val in st.items():
-                if torch.is_tensor(val) and val.dim() > 0 and val.shape == old.shape:
+        st = optimizer.state.pop(old, None) if hit else None
+        if st is None or not keep_state:
+            continue
+        moved: dict[str, Any] = {}
+        for key, val in st.items():
+            if torch.is_tensor(val) and val.dim() > 0 and val.shape == old.shape:
+                if moments is None:
                     moved[key] = torch.zeros(new.shape, dtype=val.dtype, device=val.device)
-                elif torch.is_tensor(val):
-                    moved[key] = val.clone()
                 else:
-                    moved[key] = copy.deepcopy(val)
-            optimizer.state[new] = moved
+                    moved[key] = moments(name, val)
+            elif torch.is_tensor(val):
+                moved[key] = val.clone()
+            else:
+                moved[key] = copy.deepcopy(val)
+        optimizer.state[new] = moved
     return n

@@ -79,11 +79,13 @@ from typing import Any
 
 import torch
 
+from . import convert  # module reference: convert.from_lti is patched in tests
 from ._lti import DiagonalLTI
 from .hsv import (
     check_lti,
     gramian_factors,
 )
+from .lru import LRU
 from .optim import rebind_optimizer_
 
 __all__ = [
@@ -419,19 +421,8 @@ def realization_mismatch(trunc: _Truncation, written: DiagonalLTI, n_probes: int
 
 
 # ------------------------------------------------------------ public entry point
-def _supported_types() -> tuple[type, ...]:
-    from .lru import LRU
-    from .s4d import S4D
-    from .s5 import S5
-
-    return (LRU, S5, S4D)
-
-
 def _check_layer(layer: object) -> None:
-    types = _supported_types()
-    if not isinstance(layer, types):
-        names = ", ".join(t.__name__ for t in types)
-        raise TypeError(f"layer must be one of {names}, got {type(layer).__name__}")
+    convert._spec(layer)  # TypeError naming the supported layers
     for name, prm in layer.named_parameters():
         if not bool(torch.isfinite(prm).all()):
             raise ValueError(f"layer parameter {name!r} has non-finite entries (NaN or inf)")
@@ -487,20 +478,18 @@ def _default_map_rtol(layer: torch.nn.Module) -> float:
 
 def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol):
     """Reduce a deep copy of ``layer``; return ``(truncation, mismatch)`` or raise _Refused."""
-    from .convert import from_lti, to_lti
-
     trunc = balanced_truncation_lti(
         lf, r, method=method, margin=margin, min_phase=min_phase, _factors=factors
     )
     trial = copy.deepcopy(layer)
     try:
-        from_lti(trial, trunc.lti)
+        convert.from_lti(trial, trunc.lti)
     except ValueError as exc:
         raise _Refused(f"from_lti refused the reduced system: {exc}") from None
     for name, prm in trial.named_parameters():
         if not bool(torch.isfinite(prm).all()):
             raise _Refused(f"new parameter {name!r} is not finite")
-    mismatch = realization_mismatch(trunc, to_lti(trial))
+    mismatch = realization_mismatch(trunc, convert.to_lti(trial))
     if not mismatch <= map_rtol:
         raise _Refused(
             f"the map written back differs from the reduced model by {mismatch:.3g} "
@@ -594,18 +583,16 @@ def reduce_(
         raise TypeError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
-    from .convert import from_lti, to_lti
-
     d_state = int(layer.d_state)
     with torch.no_grad():
-        lti = to_lti(layer)
+        lti = convert.to_lti(layer)
         check_lti(lti, name="layer")
         N = lti.n_states
         ratio = d_state // N
         _validate_args(order, tol, d_state, ratio, method)
         _check_fraction(margin, "margin", 0.0, 1.0)
         if min_phase is None:
-            min_phase = 1e-8 if isinstance(layer, _supported_types()[0]) else 0.0
+            min_phase = 1e-8 if isinstance(layer, LRU) else 0.0
         _check_fraction(min_phase, "min_phase", 0.0, math.pi / 2)
         if map_rtol is not None:
             _check_fraction(map_rtol, "map_rtol", 0.0, math.inf)
@@ -642,7 +629,7 @@ def reduce_(
             )
         trunc, mismatch = result
         old_params = dict(layer.named_parameters())
-        from_lti(layer, trunc.lti)
+        convert.from_lti(layer, trunc.lti)
         n_rebound = 0
         if optimizer is not None:
             n_rebound = rebind_optimizer_(optimizer, old_params, dict(layer.named_parameters()))

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from ._scan import (
     StateSizedModule,
@@ -123,9 +122,7 @@ class S4D(StateSizedModule):
             "C_im": torch.randn(H, M, dtype=f64) * math.sqrt(0.5),
             "D": torch.randn(H, dtype=f64),
         }
-        dtype = torch.get_default_dtype()
-        for name in self._param_names:
-            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+        self._init_parameters(init)
 
     @property
     def d_state(self) -> int:
@@ -155,23 +152,23 @@ class S4D(StateSizedModule):
         K = s4d_kernel(log_lam, C * Bbar, u.shape[1])
         return fft_causal_conv(u, K) + u * D
 
-    def _forward_scan(self, u: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` by the chunked diagonal scan over all ``H M`` modes (for comparison)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        log_lam, Bbar, C, D = self._discrete()
-        X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (H M, b, L)
-        x = diagonal_scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
-        return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
-
-    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
+    def _forward_by(self, scan, u: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        """:meth:`forward` with ``scan`` (a diagonal-recurrence solver) over all ``H M`` modes."""
         u = check_input(u, self.d_model, self.D.dtype)
         if u.shape[1] == 0:
             return u * self.D
         log_lam, Bbar, C, D = self._discrete()
         X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (H M, b, L)
-        x = sequential_scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
+        x = scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
         return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
+
+    def _forward_scan(self, u: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` by the chunked diagonal scan (for comparison with the FFT)."""
+        return self._forward_by(diagonal_scan, u)
+
+    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
+        return self._forward_by(sequential_scan, u)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}"

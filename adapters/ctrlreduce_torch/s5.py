@@ -32,15 +32,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from ._scan import (
-    StateSizedModule,
-    check_input,
+    MIMOLayer,
     check_size,
     check_step_range,
-    mimo_forward,
-    mimo_forward_sequential,
     sample_log_step,
 )
 
@@ -76,7 +72,7 @@ def s5_discrete(
     return log_lam, B, C, D
 
 
-class S5(StateSizedModule):
+class S5(MIMOLayer):
     """S5 layer (MIMO diagonal SSM), input and output ``(batch, length, d_model)``.
 
     Parameters
@@ -131,9 +127,7 @@ class S5(StateSizedModule):
             "C_im": torch.randn(H, P, dtype=f64) / math.sqrt(2 * P),
             "D": torch.randn(H, dtype=f64),
         }
-        dtype = torch.get_default_dtype()
-        for name in self._param_names:
-            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+        self._init_parameters(init)
 
     @property
     def d_state(self) -> int:
@@ -157,16 +151,6 @@ class S5(StateSizedModule):
         return s5_discrete(
             self.discretization, *(getattr(self, n).to(dtype) for n in self._param_names)
         )
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``y = 2 Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward(u, *self._discrete())
-
-    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward_sequential(u, *self._discrete())
 
     def extra_repr(self) -> str:
         return (
