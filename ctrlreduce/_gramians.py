@@ -22,13 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._lyapunov import (
-    _require_stable_eigs,
-    _schur,
-    hammarling_diagonal,
-    hammarling_triangular,
-    realify_factor,
-)
+from ._lyapunov import _require_stable_eigs, _schur, checked_factor, realify_factor
 from ._system import StateSpace
 
 __all__ = ["gramians", "hankel_singular_values", "gramian_factors"]
@@ -71,15 +65,15 @@ def gramian_factors(
     if sys.is_diagonal():
         lam = np.diag(A).astype(np.complex128)
         _require_stable_eigs(lam, A, discrete, what)
-        Lc = hammarling_diagonal(lam, B, discrete)
-        Lo = hammarling_diagonal(lam.conj(), C.conj().T, discrete)
+        Lc = checked_factor(lam, B, discrete, what)
+        Lo = checked_factor(lam.conj(), C.conj().T, discrete, what)
     else:
         T, U = _schur(A)
         _require_stable_eigs(np.diag(T), A, discrete, what)
-        Lc = U @ hammarling_triangular(T, U.conj().T @ B, discrete)
+        Lc = U @ checked_factor(T, U.conj().T @ B, discrete, what)
         Uf = U[:, ::-1]
         Tf = T.conj().T[::-1, ::-1]
-        Lo = Uf @ hammarling_triangular(Tf, Uf.conj().T @ C.conj().T, discrete)
+        Lo = Uf @ checked_factor(Tf, Uf.conj().T @ C.conj().T, discrete, what)
     if not sys.is_complex:
         return realify_factor(Lc), realify_factor(Lo)
     return Lc, Lo
