@@ -3,8 +3,9 @@
 Glossary
 --------
 ==============  ============================================================
-``Lc, Lo``      Gramian factors, ``P = Lc Lc^H``, ``Q = Lo Lo^H``
-``Z, s, Y``     SVD ``Lo^H Lc = Z diag(s) Y^H``; ``s`` are the HSVs
+``Lc, Lo``      Gramian factors, ``P = Y Lc Lc^H Y^H``, ``Q = Y Lo Lo^H Y^H``
+                in working coordinates (:class:`GramianFactors`)
+``Z, s, Y^H``   SVD ``Lo^H Lc = Z diag(s) Y^H``; ``s`` are the HSVs
 ``V, W``        right and left projections, ``(n, r)``, ``W^H V = I_r``;
                 the reduced system is ``(W^H A V, W^H B, C V, D)``
 ``r``           reduced order
@@ -20,150 +21,29 @@ orthonormal bases of the same subspaces, with ``W`` rescaled so that
 ``W^H V = I``; better conditioned when the kept HSVs span many decades, the
 same transfer function.
 
-Error bound (Enns 1984, Glover 1984; the same in discrete time)::
-
-    sigma_{r+1} <= ||G - G_r||_inf <= 2 * sum_{k > r} sigma_k
+Every reduction runs on the equilibrated system (:mod:`ctrlreduce._scaling`)
+and is mapped back exactly.  The bounds are in :mod:`ctrlreduce._reduction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import scipy.linalg
 
-from ._gramians import _check_system, gramian_factors
-from ._system import StateSpace, inert_pole
-from ._validation import check_order, check_positive
+from ._gramians import GramianFactors, finite_or_raise, gramian_factors
+from ._reduction import Reduction, tail_bound, tail_bounds
+from ._scaling import Scaling, equilibrate
+from ._schur import schur_form
+from ._split import split_scaled
+from ._stability import require_stable
+from ._system import StateSpace, check_alpha, check_system, inert_pole
+from ._validation import EPS, check_choice, check_order, check_order_or_tol
 
-__all__ = ["Reduction", "balanced_realization", "balanced_truncation", "tail_bound"]
-
-
-def tail_bound(hsv: np.ndarray, order: int, *, distinct: bool = False) -> float:
-    """A-priori H-infinity bound ``2 * sum(hsv[order:])``.
-
-    With ``distinct=True`` each distinct value is counted once (the tighter
-    classical form, valid because a repeated HSV contributes only once to the
-    bound); values within ``1e-9`` relative of each other count as equal,
-    which keeps the bound valid (it can only grow by that slack).
-    """
-    tail = np.asarray(hsv[order:], dtype=float)
-    if tail.size == 0:
-        return 0.0
-    if np.any(np.isinf(tail)):
-        return float("inf")
-    if not distinct:
-        return float(2.0 * tail.sum())
-    groups: list[float] = []
-    for v in tail:  # tail is descending
-        if not groups or abs(groups[-1] - v) > 1e-9 * max(groups[-1], 1e-300):
-            groups.append(float(v))
-        else:
-            groups[-1] = max(groups[-1], float(v))
-    return float(2.0 * sum(groups))
-
-
-@dataclass(frozen=True, eq=False)
-class Reduction:
-    """The outcome of a reduction: the model, and how much it lost.
-
-    Attributes
-    ----------
-    system : StateSpace
-        The reduced model, same ``dt`` as the original.
-    original : StateSpace
-        The system that was reduced.
-    hsv : ndarray, shape (n,)
-        Hankel singular values of ``original`` (descending; ``inf`` for each
-        unstable mode kept with ``unstable="keep"``).
-    order : int
-        Order of ``system``.
-    error_bound : float
-        ``2 * sum(hsv[order:])``, every discarded HSV counted with its
-        multiplicity: a bound on ``||G - G_r||_inf`` that needs no test for
-        repeated values.
-    error_bound_distinct : float
-        The tighter classical bound counting each distinct discarded HSV once
-        (values within ``1e-9`` relative counted as one).
-    lower_bound : float
-        ``hsv[order]``, no reduction of this order can do better in the
-        H-infinity norm (0 when nothing is discarded).
-    V, W : ndarray, shape (n, k)
-        Projections, ``W^H V = I``; for ``elimination="truncate"`` the
-        reduced matrices are ``(W^H A V, W^H B, C V, D)``.  ``k = order``
-        except when ``order`` exceeds the numerical rank of the Hankel
-        operator, where ``k`` is that rank and the model is padded with
-        states that are neither controllable nor observable.
-    method, elimination : str
-    """
-
-    system: StateSpace
-    original: StateSpace
-    hsv: np.ndarray
-    order: int
-    error_bound: float
-    error_bound_distinct: float
-    lower_bound: float
-    V: np.ndarray
-    W: np.ndarray
-    method: str = "sr"
-    elimination: str = "truncate"
-    n_unstable: int = 0
-
-    def certify(self, *, rtol: float = 1e-10) -> Certificate:
-        """Measure ``||G - G_r||_inf`` and check it against both bounds.
-
-        Returns a :class:`Certificate`; ``ok`` is ``True`` when
-        ``lower_bound * (1 - slack) <= error <= error_bound * (1 + slack)`` with
-        ``slack`` a round-off allowance.
-        """
-        from ._norms import hinf_norm
-
-        err_sys = self.original - self.system
-        if self.n_unstable:
-            # the kept unstable part cancels exactly: measure the stable part of G - G_r
-            from ._unstable import stable_error_system
-
-            err_sys = stable_error_system(self.original, self.system)
-        err = float(hinf_norm(err_sys, rtol=rtol))
-        slack = 1e-8
-        scale = max(float(np.max(self.hsv[np.isfinite(self.hsv)], initial=0.0)), 1e-300)
-        upper_ok = err <= self.error_bound * (1 + slack) + 1e-12 * scale
-        lower_ok = err >= self.lower_bound * (1 - slack) - 1e-12 * scale
-        return Certificate(
-            error=err,
-            error_bound=self.error_bound,
-            error_bound_distinct=self.error_bound_distinct,
-            lower_bound=self.lower_bound,
-            ok=bool(upper_ok and lower_ok),
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-friendly dict of the sizes and bounds."""
-        return {
-            "n_before": self.original.n_states,
-            "n_after": self.order,
-            "error_bound": self.error_bound,
-            "error_bound_distinct": self.error_bound_distinct,
-            "lower_bound": self.lower_bound,
-            "method": self.method,
-            "elimination": self.elimination,
-            "n_unstable": self.n_unstable,
-        }
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """A measured reduction error next to its bounds."""
-
-    error: float
-    error_bound: float
-    error_bound_distinct: float
-    lower_bound: float
-    ok: bool
+__all__ = ["balanced_realization", "balanced_truncation", "reduce_scaled"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -174,28 +54,28 @@ def _svd(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return scipy.linalg.svd(M, check_finite=False, lapack_driver="gesvd")
 
 
-def _numerical_rank(hsv: np.ndarray) -> int:
+def numerical_rank(hsv: np.ndarray) -> int:
     """States whose HSV is distinguishable from round-off in ``sigma_1``."""
     if hsv.size == 0 or hsv[0] == 0:
         return 0
-    tol = hsv.size * np.finfo(float).eps * hsv[0]
+    tol = hsv.size * EPS * hsv[0]
     return int(np.count_nonzero(hsv > tol))
 
 
-def _projections(Lc, Lo, svd, r: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Right and left projections ``(V, W)`` of order ``r`` from ``svd = (Z, s, Y^H)``."""
+def _projections(F: GramianFactors, svd, r: int, method: str) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Right and left projections ``(V, W)`` of order ``r`` in original coordinates."""
     Z, s, Yh = svd
     Y = Yh.conj().T
     if r == 0:
-        n = Lc.shape[0]
-        empty = np.zeros((n, 0), dtype=Lc.dtype)
+        n = F.Lc.shape[0]
+        empty = np.zeros((n, 0), dtype=F.Lc.dtype)
         return empty, empty
     scale = 1.0 / np.sqrt(s[:r])
-    V = (Lc @ Y[:, :r]) * scale
-    W = (Lo @ Z[:, :r]) * scale
+    V = F.original(F.Lc @ Y[:, :r]) * scale
+    W = F.original(F.Lo @ Z[:, :r]) * scale
     if method == "bfsr":
-        V = scipy.linalg.qr(Lc @ Y[:, :r], mode="economic", check_finite=False)[0]
-        Wb = scipy.linalg.qr(Lo @ Z[:, :r], mode="economic", check_finite=False)[0]
+        V = scipy.linalg.qr(V, mode="economic", check_finite=False)[0]
+        Wb = scipy.linalg.qr(W, mode="economic", check_finite=False)[0]
         # W = Wb M spanning range(Lo Z_r) with W^H V = M^H (Wb^H V) = I
         W = Wb @ np.linalg.inv(Wb.conj().T @ V).conj().T
     return V, W
@@ -230,18 +110,172 @@ def _spa(sys: StateSpace, V: np.ndarray, W: np.ndarray, r: int) -> tuple[np.ndar
     return A11 - A12 @ XA, B1 - A12 @ XB, C1 - C2 @ XA, D - C2 @ XB
 
 
-def _select_order(hsv: np.ndarray, order: Any, tol: Any, n: int) -> int:
-    if (order is None) == (tol is None):
-        raise ValueError(
-            f"give exactly one of order and tol, got order={order!r}, tol={tol!r}"
-        )
+def _select_order(bounds: np.ndarray, order: int | None, tol: float | None) -> int:
+    """``order``, or the smallest order whose bound is at most ``tol``."""
     if order is not None:
-        return check_order(order, n)
-    tol = check_positive(tol, "tol")
-    for r in range(n + 1):
-        if tail_bound(hsv, r) <= tol:
-            return r
-    return n  # pragma: no cover - r = n always has bound 0
+        return order
+    return int(np.flatnonzero(bounds <= tol)[0])  # bounds[n] = 0 <= tol always
+
+
+def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr, size: int) -> tuple[np.ndarray, ...]:  # noqa: ANN001
+    """The reduced matrices with exactly ``size`` states.
+
+    Missing states are padded as neither controllable nor observable
+    (``A = inert_pole(dt) I``, ``B = 0``, ``C = 0``), which leaves the
+    transfer function unchanged (:meth:`StateSpace.static_gain` is the
+    order-0 case).  ``StateSpace`` needs at least one state, so an order-0
+    model (a static gain ``D``) is represented by one such state.
+    """
+    k = Ar.shape[0]
+    if k < size:
+        pad = size - k
+        Ar = scipy.linalg.block_diag(Ar, inert_pole(sys.dt) * np.eye(pad))
+        Br = np.vstack([Br, np.zeros((pad, sys.n_inputs), dtype=Br.dtype)])
+        Cr = np.hstack([Cr, np.zeros((sys.n_outputs, pad), dtype=Cr.dtype)])
+    if not sys.is_complex:
+        Ar, Br, Cr, Dr = (np.real(M) for M in (Ar, Br, Cr, Dr))
+    return Ar, Br, Cr, Dr
+
+
+def reduce_stable(
+    sys: StateSpace, F: GramianFactors, order: int | None, tol: float | None,
+    method: str, elimination: str,
+) -> Reduction:
+    """Balanced truncation / SPA of an equilibrated stable system given its factors.
+
+    The returned :class:`Reduction` is in the coordinates and units of ``sys``.
+    """
+    n = sys.n_states
+    svd = _svd(F.hankel())
+    hsv = np.asarray(svd[1], dtype=np.float64)
+    bounds = tail_bounds(hsv)
+    r = _select_order(bounds, order, tol)
+    nmin = numerical_rank(hsv)
+    # States beyond the numerical rank have HSVs at round-off level: diag(s)^{-1/2}
+    # would overflow.  They change G by O(n eps sigma_1), so the model is built at
+    # order min(r, nmin) and padded with states that are neither controllable nor
+    # observable (exactly the same transfer function) to keep the requested order.
+    r_eff = min(r, nmin)
+    if r_eff < r:
+        warnings.warn(
+            f"order {r} exceeds the numerical rank {nmin} of the Hankel operator "
+            f"(sigma_{nmin + 1}/sigma_1 = {hsv[min(nmin, n - 1)] / max(hsv[0], 1e-300):.2g}); "
+            f"{r - r_eff} states are padded as uncontrollable and unobservable",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    if elimination == "truncate" or r_eff == nmin:
+        V, W = _projections(F, svd, r_eff, method)
+        Ar, Br, Cr, Dr = _project(sys, V, W)
+    else:
+        # SPA works on the numerically minimal balanced realization (see above).
+        V, W = _projections(F, svd, nmin, "sr")
+        Ar, Br, Cr, Dr = _spa(sys, V, W, r_eff)
+        V, W = V[:, :r_eff], W[:, :r_eff]
+    Ar, Br, Cr, Dr = _make_reduced(sys, Ar, Br, Cr, Dr, max(r, 1))
+    return Reduction(
+        system=StateSpace(Ar, Br, Cr, Dr, sys.dt),
+        original=sys,
+        hsv=hsv,
+        order=r,
+        error_bound=float(bounds[r]),
+        error_bound_distinct=tail_bound(hsv, r, distinct=True),
+        lower_bound=float(hsv[r]) if r < n else 0.0,
+        V=V,
+        W=W,
+        method=method if elimination == "truncate" else "sr",
+        elimination=elimination,
+    )
+
+
+def _reduce_unstable(
+    sys: StateSpace, order: int | None, tol: float | None, method: str, elimination: str,
+    alpha: float,
+) -> Reduction:
+    """Reduce the stable part of an equilibrated ``sys`` and keep its unstable part.
+
+    ``order`` counts the kept unstable modes and must be at least their
+    number; ``tol`` bounds the error of the stable part.  The projections are
+    expressed in the coordinates of ``sys``: ``V = [S_s V_s, S_u]`` and
+    ``W = [S_inv_s^H W_s, S_inv_u^H]``, where ``S_s``/``S_u`` are the
+    stable/unstable columns of the split transformation ``S``, ``S_inv_s``/
+    ``S_inv_u`` the matching rows of ``S^{-1}``, and ``V_s``, ``W_s`` the
+    balancing projections of the stable part.  ``W^H V = I`` and, for
+    ``elimination="truncate"``, the reduced matrices are
+    ``(W^H A V, W^H B, C V, D)``.  The HSVs are ``inf`` for each unstable
+    mode, then the stable part's; the bounds are the stable part's, which
+    bound ``||G - G_r||_inf`` because ``G - G_r = G_s - G_{s,r}``.
+    """
+    n = sys.n_states
+    split = split_scaled(sys, alpha)
+    nu = split.n_unstable
+    if order is not None and order < nu:
+        raise ValueError(
+            f"order must be at least the number of unstable modes, which are kept: "
+            f"got order={order} but sys has n_unstable={nu} (alpha={alpha:g})"
+        )
+    if split.stable is None:
+        eye = np.eye(n, dtype=sys.A.dtype)
+        return Reduction(
+            system=sys, original=sys, hsv=np.full(n, np.inf), order=n, error_bound=0.0,
+            error_bound_distinct=0.0, lower_bound=0.0, V=eye, W=eye,
+            method=method, elimination=elimination, n_unstable=nu,
+        )
+    stable = split.stable
+    schur = schur_form(stable.A)
+    F = gramian_factors(stable, schur, "balanced_truncation")
+    red = reduce_stable(stable, F, None if order is None else order - nu, tol, method,
+                        elimination)
+    if split.unstable is None:
+        return red
+    rs = red.order
+    unstable = split.unstable
+    if rs == 0:  # _make_reduced's order-0 placeholder state is dropped
+        system = unstable.with_matrices(D=red.system.D)
+    else:
+        system = red.system + unstable
+    ns = split.n_stable
+    V = np.hstack([split.S[:, :ns] @ red.V, split.S[:, ns:]])
+    W = np.hstack([split.S_inv[:ns].conj().T @ red.W, split.S_inv[ns:].conj().T])
+    return dataclasses.replace(
+        red, system=system, original=sys, hsv=np.concatenate([np.full(nu, np.inf), red.hsv]),
+        order=rs + nu, V=V, W=W, n_unstable=nu,
+    )
+
+
+def _unscale(red: Reduction, original: StateSpace, sc: Scaling) -> Reduction:
+    """A :class:`Reduction` of the equilibrated system, in the original coordinates and units."""
+    s = red.system
+    if s is red.original:  # nothing reduced (every mode kept): the caller's own object
+        return dataclasses.replace(red, system=original, original=original,
+                                   hsv=finite_or_raise(sc, red.hsv, "reduction"),
+                                   V=sc.right(red.V), W=sc.left(red.W))
+    system = sc.system(s.A, s.B, s.C, s.D, s.dt)
+    if not all(np.all(np.isfinite(M)) for M in (system.A, system.B, system.C, system.D)):
+        raise ValueError("the reduced model overflows float64; rescale the system")
+    bounds = finite_or_raise(
+        sc, np.array([red.error_bound, red.error_bound_distinct, red.lower_bound]), "reduction"
+    )
+    return dataclasses.replace(
+        red, system=system, original=original,
+        hsv=finite_or_raise(sc, red.hsv, "reduction"),
+        error_bound=float(bounds[0]), error_bound_distinct=float(bounds[1]),
+        lower_bound=float(bounds[2]), V=sc.right(red.V), W=sc.left(red.W),
+    )
+
+
+def reduce_scaled(
+    scaled: StateSpace, order: int | None, tol: float | None, *, method: str = "sr",
+    elimination: str = "truncate", unstable: str = "raise", alpha: float = 0.0,
+    what: str = "balanced_truncation",
+) -> Reduction:
+    """Balanced truncation of an equilibrated, validated system, in its own units."""
+    if unstable == "keep":
+        return _reduce_unstable(scaled, order, tol, method, elimination, alpha)
+    schur = schur_form(scaled.A)
+    require_stable(schur, scaled.dt is not None, what)
+    F = gramian_factors(scaled, schur, what)
+    return reduce_stable(scaled, F, order, tol, method, elimination)
 
 
 # ------------------------------------------------------------------ public
@@ -281,13 +315,26 @@ def balanced_truncation(
         unstable parts; the stable part is reduced and the unstable part kept
         unchanged.
     alpha : float, keyword-only
-        Stability margin for ``unstable="keep"``.
+        Stability margin ``>= 0`` for ``unstable="keep"``.
 
     Returns
     -------
     Reduction
         ``.system``, ``.hsv``, ``.order``, ``.error_bound``, the projections,
         and ``.certify()`` for the measured error.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments (named); an unstable system with ``unstable="raise"``
+        (the poles are named); ``order`` below the number of kept unstable
+        modes.
+
+    Warns
+    -----
+    RuntimeWarning
+        ``order`` exceeds the numerical rank of the Hankel operator (the model
+        is padded with inert states).
 
     Examples
     --------
@@ -298,98 +345,17 @@ def balanced_truncation(
     >>> red.order, red.system.n_states
     (2, 2)
     """
-    sys = _check_system(sys)
-    if method not in ("sr", "bfsr"):
-        raise ValueError(f"method must be 'sr' or 'bfsr', got {method!r}")
-    if elimination not in ("truncate", "matchdc"):
-        raise ValueError(f"elimination must be 'truncate' or 'matchdc', got {elimination!r}")
-    if unstable not in ("raise", "keep"):
-        raise ValueError(f"unstable must be 'raise' or 'keep', got {unstable!r}")
-    if tol is not None and order is None:
-        check_positive(tol, "tol")
-    if order is not None:
-        check_order(order, sys.n_states)
-    if unstable == "keep":
-        from ._unstable import reduce_unstable
-
-        return reduce_unstable(
-            sys, order=order, tol=tol, method=method, elimination=elimination, alpha=alpha
-        )
-    Lc, Lo = gramian_factors(sys, "balanced_truncation")
-    return reduce_stable(sys, Lc, Lo, order, tol, method, elimination)
-
-
-def reduce_stable(
-    sys: StateSpace,
-    Lc: np.ndarray,
-    Lo: np.ndarray,
-    order: Any,
-    tol: Any,
-    method: str,
-    elimination: str,
-) -> Reduction:
-    """Balanced truncation / SPA of a stable system given its Gramian factors."""
-    n = sys.n_states
-    svd = _svd(Lo.conj().T @ Lc)
-    hsv = np.asarray(svd[1], dtype=np.float64)
-    r = _select_order(hsv, order, tol, n)
-    nmin = _numerical_rank(hsv)
-    # States beyond the numerical rank have HSVs at round-off level: diag(s)^{-1/2}
-    # would overflow.  They change G by O(n eps sigma_1), so the model is built at
-    # order min(r, nmin) and padded with states that are neither controllable nor
-    # observable (exactly the same transfer function) to keep the requested order.
-    r_eff = min(r, nmin)
-    if r_eff < r:
-        warnings.warn(
-            f"order {r} exceeds the numerical rank {nmin} of the Hankel operator "
-            f"(sigma_{nmin + 1}/sigma_1 = {hsv[min(nmin, n - 1)] / max(hsv[0], 1e-300):.2g}); "
-            f"{r - r_eff} states are padded as uncontrollable and unobservable",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    if elimination == "truncate" or r_eff == nmin:
-        V, W = _projections(Lc, Lo, svd, r_eff, method)
-        Ar, Br, Cr, Dr = _project(sys, V, W)
-    else:
-        # SPA works on the numerically minimal balanced realization (see above).
-        V, W = _projections(Lc, Lo, svd, nmin, "sr")
-        Ar, Br, Cr, Dr = _spa(sys, V, W, r_eff)
-        V, W = V[:, :r_eff], W[:, :r_eff]
-    reduced = _make_reduced(sys, Ar, Br, Cr, Dr, max(r, 1))
-    return Reduction(
-        system=reduced,
-        original=sys,
-        hsv=hsv,
-        order=r,
-        error_bound=tail_bound(hsv, r),
-        error_bound_distinct=tail_bound(hsv, r, distinct=True),
-        lower_bound=float(hsv[r]) if r < n else 0.0,
-        V=V,
-        W=W,
-        method=method if elimination == "truncate" else "sr",
-        elimination=elimination,
-    )
-
-
-def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr, size: int) -> StateSpace:  # noqa: ANN001
-    """Build the reduced ``StateSpace`` with exactly ``size`` states.
-
-    Missing states are padded as neither controllable nor observable
-    (``A = inert_pole(dt) I``, ``B = 0``, ``C = 0``), which leaves the
-    transfer function unchanged (:meth:`StateSpace.static_gain` is the
-    order-0 case).  ``StateSpace``
-    needs at least one state, so an order-0 model (a static gain ``D``) is
-    represented by one such state.
-    """
-    k = Ar.shape[0]
-    if k < size:
-        pad = size - k
-        Ar = scipy.linalg.block_diag(Ar, inert_pole(sys.dt) * np.eye(pad))
-        Br = np.vstack([Br, np.zeros((pad, sys.n_inputs), dtype=Br.dtype)])
-        Cr = np.hstack([Cr, np.zeros((sys.n_outputs, pad), dtype=Cr.dtype)])
-    if not sys.is_complex:
-        Ar, Br, Cr, Dr = (np.real(M) for M in (Ar, Br, Cr, Dr))
-    return StateSpace(Ar, Br, Cr, Dr, sys.dt)
+    sys = check_system(sys)
+    method = check_choice(method, "method", ("sr", "bfsr"))
+    elimination = check_choice(elimination, "elimination", ("truncate", "matchdc"))
+    unstable = check_choice(unstable, "unstable", ("raise", "keep"))
+    alpha = check_alpha(alpha, sys.dt is not None)
+    order, tol = check_order_or_tol(order, tol, sys.n_states)
+    scaled, sc = equilibrate(sys)
+    tol_s = None if tol is None else tol / sc.gain
+    red = reduce_scaled(scaled, order, tol_s, method=method, elimination=elimination,
+                        unstable=unstable, alpha=alpha)
+    return _unscale(red, sys, sc)
 
 
 def balanced_realization(sys: StateSpace) -> Reduction:
@@ -400,23 +366,29 @@ def balanced_realization(sys: StateSpace) -> Reduction:
     Returns a :class:`Reduction` of full order (``error_bound == 0``) whose
     ``V`` and ``W`` are the balancing transformation and its inverse
     (``W^H = V^{-1}``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctrlreduce import StateSpace, balanced_realization, gramians
+    >>> bal = balanced_realization(StateSpace(np.diag([-1.0, -3.0]), [[1.0], [2.0]],
+    ...                                       [[1.0, 1.0]])).system
+    >>> P, Q = gramians(bal)
+    >>> bool(np.allclose(P, Q) and np.allclose(P, np.diag(np.diag(P))))
+    True
     """
-    sys = _check_system(sys)
-    Lc, Lo = gramian_factors(sys, "balanced_realization")
+    sys = check_system(sys)
+    scaled, sc = equilibrate(sys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the padding warning: we raise instead
-        red = reduce_stable(sys, Lc, Lo, sys.n_states, None, "sr", "truncate")
+        red = reduce_scaled(scaled, check_order(sys.n_states, sys.n_states), None,
+                            what="balanced_realization")
     hsv = red.hsv
-    nmin = _numerical_rank(hsv)
+    nmin = numerical_rank(hsv)
     if nmin < sys.n_states:
         raise ValueError(
             f"sys is not minimal: {sys.n_states - nmin} of its {sys.n_states} HSVs are at "
             f"round-off level (sigma_min/sigma_1 = {hsv[-1] / hsv[0]:.3g}); use "
             f"balanced_truncation(sys, order={nmin}) or minimal_realization first"
         )
-    return red
-
-
-def replace(red: Reduction, **changes: Any) -> Reduction:
-    """``dataclasses.replace`` for :class:`Reduction` (used by the unstable path)."""
-    return dataclasses.replace(red, **changes)
+    return _unscale(red, sys, sc)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 
 from ._system import StateSpace
 
@@ -41,8 +42,6 @@ def load(path: str | os.PathLike[str]) -> StateSpace:
         raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
     ext = p.suffix.lower()
     if ext == ".mat":
-        import scipy.io
-
         try:
             data = scipy.io.loadmat(str(p))
         except Exception as exc:

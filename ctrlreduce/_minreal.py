@@ -27,8 +27,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._gramians import _check_system
-from ._system import StateSpace
+from ._balance import reduce_scaled
+from ._gramians import gramian_factors, svd_values
+from ._scaling import equilibrate, ldexp2
+from ._schur import schur_form
+from ._split import split_scaled
+from ._system import StateSpace, check_system
 from ._validation import check_positive
 
 __all__ = ["minimal_realization", "controllable_part"]
@@ -60,9 +64,11 @@ def controllable_part(
     B : ndarray, shape (n, m)
     C : ndarray, shape (p, n)
     tol : float
-        Relative rank tolerance: a singular value of the first block counts
-        when it exceeds ``tol * norm_B``, of later blocks when it exceeds
-        ``tol * max(norm_A, norm_B)``.
+        Relative rank tolerance: a singular value of the first block (a part
+        of ``B``) counts when it exceeds ``tol * norm_B``, of later blocks
+        (parts of ``A``) when it exceeds ``tol * norm_A``.  Each block is
+        measured against the matrix it comes from, so the decisions do not
+        change when ``B`` or the time unit is rescaled.
     norm_A, norm_B : float, optional, keyword-only
         Reference sizes; default ``||A||_F`` and ``||B||_2``.  A caller
         working on one part of a larger system passes the sizes of the whole,
@@ -78,7 +84,7 @@ def controllable_part(
     nB = float(np.linalg.norm(B, 2)) if norm_B is None else float(norm_B)
     if nB == 0.0:
         return A[:0, :0], B[:0], C[:, :0]
-    scale = max(float(np.linalg.norm(A, "fro")) if norm_A is None else float(norm_A), nB)
+    scale = float(np.linalg.norm(A, "fro")) if norm_A is None else float(norm_A)
     k = 0  # states already known to be controllable
     block = B  # the part of the "input" that drives the remaining states
     threshold = tol * nB
@@ -122,18 +128,14 @@ def _gramian_minimal(stable: StateSpace, tol: float) -> StateSpace | None:
     Balancing-free square root (orthonormal ``V``), so no ``sigma^{-1/2}``
     scaling of nearly-zero directions.  ``None`` when no state is kept.
     """
-    from ._balance import reduce_stable
-    from ._gramians import _hsv_from_factors, gramian_factors
-
     stable = stable.with_matrices(D=np.zeros_like(stable.D))
-    Lc, Lo = gramian_factors(stable)
-    hsv = _hsv_from_factors(Lc, Lo)
+    hsv = svd_values(gramian_factors(stable, schur_form(stable.A), "minimal_realization").hankel())
     k = int(np.count_nonzero(hsv > tol * hsv[0])) if hsv[0] > 0 else 0
     if k == 0:
         return None
     if k == stable.n_states:
         return stable
-    return reduce_stable(stable, Lc, Lo, k, None, "bfsr", "truncate").system
+    return reduce_scaled(stable, k, None, method="bfsr", what="minimal_realization").system
 
 
 def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
@@ -150,9 +152,10 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
         (round-off level) non-minimality.  Its meaning, per part (see Notes):
 
         * staircase (both parts): in each step a singular value counts when it
-          exceeds ``tol`` times the size of the whole system's data
-          (``||B||_2`` or ``||C||_2`` for the first block, ``max(||A||_F,
-          ||B||_2)`` or ``max(||A||_F, ||C||_2)`` after);
+          exceeds ``tol`` times the size of the matrix the block comes from,
+          in the whole equilibrated system (``||B||_2`` or ``||C||_2`` for the
+          first block, ``||A||_F`` after), so the decisions are invariant under
+          rescaling ``B``, ``C`` or time;
         * stable part, afterwards: a balanced state is kept when its Hankel
           singular value exceeds ``tol * sigma_1`` (``sigma_1`` of the stable
           part).
@@ -172,7 +175,7 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
     Notes
     -----
     The system is first split additively, ``G = G_s + G_u``
-    (:func:`ctrlreduce._unstable.stable_unstable_split`, ``alpha = 0``); a
+    (:func:`ctrlreduce.stable_unstable_split`, ``alpha = 0``); a
     state of ``G_s`` cannot cancel one of ``G_u``, so the minimal order of
     ``G`` is the sum of theirs.
 
@@ -180,7 +183,7 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
       (module docstring): the controllable part, then the observable part of
       that, found as the controllable part of the dual ``(A^H, C^H, B^H)``.
       Every transformation is unitary, so the step is backward stable; its
-      thresholds use the norms of the whole system, so a part that is only
+      thresholds use the norms of the whole (equilibrated) system, so a part that is only
       round-off (say, an unobservable stable mode whose ``C`` block is
       ``1e-17``) is removed.
     * ``G_s`` is then reduced by balanced truncation at the HSV threshold.
@@ -198,24 +201,23 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
     --------
     >>> import numpy as np
     >>> from ctrlreduce import StateSpace
-    >>> from ctrlreduce._minreal import minimal_realization
+    >>> from ctrlreduce import minimal_realization
     >>> A = np.diag([-1.0, -2.0, 3.0]); B = np.array([[1.0], [1.0], [0.0]])
     >>> C = np.array([[1.0, 0.0, 1.0]])
     >>> minimal_realization(StateSpace(A, B, C), tol=1e-10).n_states
     1
     """
-    from ._unstable import stable_unstable_split
-
-    sys = _check_system(sys)
+    sys = check_system(sys)
     tol = check_positive(tol, "tol")
     if tol >= 1:
         raise ValueError(f"tol must be a relative tolerance < 1, got {tol!r}")
+    scaled, sc = equilibrate(sys)
     norms = (
-        float(np.linalg.norm(sys.A, "fro")),
-        float(np.linalg.norm(sys.B, 2)),
-        float(np.linalg.norm(sys.C, 2)),
+        float(np.linalg.norm(scaled.A, "fro")),
+        float(np.linalg.norm(scaled.B, 2)),
+        float(np.linalg.norm(scaled.C, 2)),
     )
-    split = stable_unstable_split(sys)
+    split = split_scaled(scaled, 0.0)
     parts: list[StateSpace] = []
     if split.stable is not None:
         st = _staircase_minimal(split.stable, tol, norms)
@@ -229,4 +231,5 @@ def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:
     if not parts:
         return StateSpace.static_gain(sys.D, sys.dt)
     out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-    return out.with_matrices(D=sys.D)
+    # a realization of G' = G / (b c) is one of G with B times b and C times c
+    return StateSpace(out.A, ldexp2(out.B, sc.eb), ldexp2(out.C, sc.ec), sys.D, sys.dt)

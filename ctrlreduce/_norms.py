@@ -63,11 +63,14 @@ from typing import Literal
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 
-from ._gramians import _check_system, gramian_factors
-from ._lyapunov import _require_stable_eigs
-from ._system import StateSpace, transfer_evaluator
-from ._validation import check_positive
+from ._hammarling import checked_factor
+from ._scaling import equilibrate
+from ._schur import SchurForm, schur_form
+from ._stability import require_stable
+from ._system import StateSpace, check_system, transfer_evaluator
+from ._validation import check_bool, check_choice, check_positive
 
 __all__ = ["h2_norm", "hinf_norm", "reduction_error"]
 
@@ -133,13 +136,13 @@ def h2_norm(
     >>> round(h2_norm(StateSpace([[-1.0]], [[1.0]], [[1.0]])), 12)  # 1/(s+1)
     0.707106781187
     """
-    sys = _check_system(sys)
-    if gramian not in ("controllability", "observability"):
-        raise ValueError(
-            f"gramian must be 'controllability' or 'observability', got {gramian!r}"
-        )
-    sys.require_stable("h2_norm")
-    if sys.dt is None and np.any(sys.D != 0):
+    sys = check_system(sys)
+    gramian = check_choice(gramian, "gramian", ("controllability", "observability"))
+    discrete = sys.dt is not None
+    scaled, sc = equilibrate(sys)
+    schur = schur_form(scaled.A)
+    require_stable(schur, discrete, "h2_norm")
+    if not discrete and np.any(sys.D != 0):
         warnings.warn(
             "h2_norm: the continuous-time system has a non-zero feedthrough D "
             f"(||D||_F = {np.linalg.norm(sys.D):.6g}), so ||G(iw)||_F does not decay as "
@@ -148,28 +151,42 @@ def h2_norm(
             stacklevel=2,
         )
         return math.inf
-    Lc, Lo = gramian_factors(sys)
+    return float(sc.scale(_h2_scaled(scaled, schur, gramian)))
+
+
+def _h2_scaled(sys: StateSpace, schur: SchurForm, gramian: str) -> float:
+    """``||G||_2`` of an equilibrated stable system from one factor, in Schur coordinates.
+
+    ``trace(C P C^H) = ||(Z^H C^H)^H R_c||_F^2`` with ``P = Z R_c R_c^H Z^H``
+    (the basis ``Z`` is never multiplied in); likewise for ``Q``.
+    """
+    discrete = sys.dt is not None
+    Bt, Ch = schur.to_schur(sys.B), schur.to_schur(sys.C.conj().T)
     if gramian == "controllability":
-        val = np.linalg.norm(sys.C @ Lc) ** 2
+        R = checked_factor(schur.T, Bt, discrete, "h2_norm")
+        val = np.linalg.norm(Ch.conj().T @ R) ** 2
     else:
-        val = np.linalg.norm(Lo.conj().T @ sys.B) ** 2
-    if sys.dt is not None:
+        T = schur.T.conj() if schur.diagonal else schur.T.conj().T[::-1, ::-1]
+        R = checked_factor(T, Ch if schur.diagonal else Ch[::-1], discrete, "h2_norm")
+        val = np.linalg.norm(R.conj().T @ (Bt if schur.diagonal else Bt[::-1])) ** 2
+    if discrete:
         val += np.linalg.norm(sys.D) ** 2
     return float(np.sqrt(val))
 
 
 # ------------------------------------------------------- frequency response
-def _sigma_evaluator(sys: StateSpace) -> Callable[[np.ndarray], np.ndarray]:
+def _sigma_evaluator(sys: StateSpace, schur: SchurForm) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``f(lam) -> sigma_max(G(lam))`` for points ``lam``, shape ``(k,)``.
 
-    One Schur form, then one triangular solve per point
-    (:func:`ctrlreduce._system.transfer_evaluator`); ``lam = inf`` gives
-    ``sigma_max(D)``.
+    One Schur form (of the already balanced ``A``), then one triangular
+    solve per point (:func:`ctrlreduce._system.transfer_evaluator`);
+    ``lam = inf`` gives ``sigma_max(D)``.
     """
-    G = transfer_evaluator(sys)
+    G = transfer_evaluator(sys, schur)
 
     def sigma(lam: np.ndarray) -> np.ndarray:
-        return np.linalg.svd(G(lam), compute_uv=False)[:, 0]
+        pts = np.atleast_1d(np.asarray(lam, dtype=np.complex128)).ravel()
+        return np.linalg.svd(G(pts), compute_uv=False)[:, 0]
 
     return sigma
 
@@ -249,8 +266,6 @@ def _refine(sigma, a: float, b: float, discrete: bool) -> tuple[float, float]:  
     """
     if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
         return -np.inf, a
-    import scipy.optimize
-
     def f(w: float) -> float:
         return -float(sigma(_points(np.array([w]), discrete))[0])
 
@@ -433,25 +448,30 @@ def hinf_norm(sys: StateSpace, *, rtol: float = 1e-10, return_frequency: bool = 
     >>> round(g, 8), round(w, 6)
     (0.50246939, 10.0489)
     """
-    sys = _check_system(sys)
+    sys = check_system(sys)
     rtol = check_positive(rtol, "rtol")
     if rtol >= 1:
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
-    modal = _modal_form(sys)  # its eigenvalues serve the stability check too
-    _require_stable_eigs(modal[0], sys.A, sys.dt is not None, "hinf_norm")
-    g, w = _hinf(sys, rtol, modal)
+    return_frequency = check_bool(return_frequency, "return_frequency")
+    scaled, sc = equilibrate(sys)
+    schur = schur_form(scaled.A)
+    require_stable(schur, sys.dt is not None, "hinf_norm")
+    g, w = _hinf(scaled, rtol, _modal_form(scaled), schur)
+    g = float(sc.scale(g))
+    if not np.isfinite(g):
+        raise ValueError("hinf_norm: the norm overflows float64 (> 1.8e308)")
     if sys.dt is not None:
         w = w / sys.dt
     return (g, w) if return_frequency else g
 
 
-def _hinf(sys: StateSpace, rtol: float, modal) -> tuple[float, float]:  # noqa: ANN001
-    """``(norm, peak)`` with ``peak`` in rad/s (continuous) or ``theta`` (discrete)."""
+def _hinf(sys: StateSpace, rtol: float, modal, schur: SchurForm) -> tuple[float, float]:  # noqa: ANN001
+    """``(norm, peak)`` of an equilibrated stable system; ``peak`` in rad/s or ``theta``."""
     discrete, real = sys.dt is not None, not sys.is_complex
     sD = float(np.linalg.norm(sys.D, 2))
     if not np.any(sys.B) or not np.any(sys.C):  # a static gain G = D
         return sD, 0.0
-    sigma = _sigma_evaluator(sys)
+    sigma = _sigma_evaluator(sys, schur)
     freqs = _test_frequencies(sys, modal)
     # screen all test points with the modal form, evaluate the best few and
     # the ends (DC, infinity or Nyquist) exactly
@@ -515,6 +535,6 @@ def reduction_error(full: StateSpace, reduced: StateSpace, *, rtol: float = 1e-1
     Both systems must be stable and have the same inputs, outputs and ``dt``;
     the error system stacks their states (``n + r`` of them).
     """
-    full = _check_system(full, "full")
-    reduced = _check_system(reduced, "reduced")
+    full = check_system(full, "full")
+    reduced = check_system(reduced, "reduced")
     return float(hinf_norm(full - reduced, rtol=rtol))

@@ -23,10 +23,37 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.signal
 
-from ._validation import as_matrix, check_dt, stability_margin, unstable_poles_error
+from ._schur import SchurForm, is_diagonal, schur_form
+from ._stability import balance, unstable_poles
+from ._validation import (
+    EPS,
+    as_matrix,
+    check_dt,
+    check_nonnegative,
+    unstable_poles_error,
+)
 
-__all__ = ["StateSpace", "inert_pole", "transfer_evaluator"]
+__all__ = ["StateSpace", "check_alpha", "check_system", "inert_pole", "transfer_evaluator"]
+
+
+def check_alpha(alpha: Any, discrete: bool) -> float:
+    """Validate a stability margin: ``alpha >= 0``, and ``alpha < 1`` in discrete time."""
+    alpha = check_nonnegative(alpha, "alpha")
+    if discrete and alpha >= 1:
+        raise ValueError(f"alpha must be < 1 for a discrete system (|p| < 1 - alpha), got {alpha}")
+    return alpha
+
+
+def check_system(sys: object, name: str = "sys") -> StateSpace:
+    """``sys`` itself if it is a :class:`StateSpace`; a ``TypeError`` naming ``name`` otherwise."""
+    if not isinstance(sys, StateSpace):
+        raise TypeError(
+            f"{name} must be a ctrlreduce.StateSpace, got {type(sys).__name__}; "
+            "build one with StateSpace(A, B, C, D, dt) or StateSpace.from_control(...)"
+        )
+    return sys
 
 
 def inert_pole(dt: float | None) -> float:
@@ -38,37 +65,54 @@ def inert_pole(dt: float | None) -> float:
     return -1.0 if dt is None else 0.0
 
 
-def transfer_evaluator(sys: StateSpace) -> Callable[[Any], np.ndarray]:
+def _check_points(s: Any, name: str = "s") -> np.ndarray:
+    """Complex evaluation points, flattened; ``inf`` allowed, NaN rejected."""
+    if s is None or isinstance(s, (str, bytes)):
+        raise TypeError(f"{name} must be a complex number or array, got {s!r}")
+    try:
+        pts = np.atleast_1d(np.asarray(s, dtype=np.complex128)).ravel()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a complex number or array, got {s!r}") from exc
+    if np.any(np.isnan(pts)):
+        raise ValueError(f"{name} must not contain NaN, got {np.count_nonzero(np.isnan(pts))} "
+                         "NaN points")
+    return pts
+
+
+def transfer_evaluator(
+    sys: StateSpace, schur: SchurForm | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``G(s) = C (s I - A)^{-1} B + D`` as a function of complex points ``s``.
 
-    ``A = U T U^H`` is reduced to complex Schur form once; each point then
-    costs one triangular solve (LAPACK ``trtrs``), ``O(n^2 m)``, on a
-    preallocated ``s I - T`` whose diagonal alone changes.  The function maps
-    points of any shape to an array ``(k, p, m)``; ``s = inf`` gives ``D``,
-    and a point within round-off of a pole raises ``ValueError``.
+    ``A`` is balanced (``A_bal = D^{-1} A D``, powers of two) and reduced to
+    complex Schur form once, ``A_bal = Z T Z^H``; each point then costs one
+    triangular solve (LAPACK ``trtrs``), ``O(n^2 m)``, on a preallocated
+    ``s I - T`` whose diagonal alone changes.  The function takes validated
+    points (flattened complex128, no NaN) and returns an array ``(k, p, m)``;
+    an infinite point gives ``D``, and a point within round-off of a pole
+    raises ``ValueError``.  A caller that already holds the Schur form of
+    ``sys.A`` itself passes it as ``schur`` (no balancing is done then).
     """
-    from ._lyapunov import _schur
-
-    A = sys.A
-    n = A.shape[0]
-    if n <= 128:  # complex QR directly: cheaper than real Schur + rsf2csf when small
-        T, U = scipy.linalg.schur(A.astype(np.complex128), output="complex", check_finite=False)
+    if schur is None:
+        A, d = balance(sys.A)
+        schur = schur_form(A)
     else:
-        T, U = _schur(A)
-    Bt = np.asfortranarray(U.conj().T @ sys.B)  # (n, m)
-    Ct = sys.C @ U  # (p, n)
+        d = np.ones(sys.n_states)
+    n = schur.n
+    Bt = np.asfortranarray(schur.to_schur(sys.B / d[:, None]))  # (n, m)
+    Ct = (schur.to_schur((sys.C * d[None, :]).conj().T)).conj().T  # C D Z, (p, n)
     D = sys.D
-    diag = np.diag(T).copy()
+    diag = schur.eigenvalues()
+    T = np.diag(schur.T) if schur.diagonal else schur.T
     idx = np.diag_indices(n)
-    M = np.asfortranarray(-T)  # s I - T: only the diagonal changes with s
+    M = np.asfortranarray(-T.astype(np.complex128))  # s I - T: only the diagonal changes
     (trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (M, Bt))
     # a pole is indistinguishable from s below the eigenvalues' round-off
-    tol = np.finfo(float).eps * n * max(1.0, float(np.abs(T).max()))
+    tol = EPS * n * max(1.0, float(np.abs(T).max()))
 
-    def G(s: Any) -> np.ndarray:
-        s = np.atleast_1d(np.asarray(s, dtype=np.complex128)).ravel()
-        out = np.empty((s.size, D.shape[0], D.shape[1]), dtype=np.complex128)
-        for k, sk in enumerate(s):
+    def G(pts: np.ndarray) -> np.ndarray:
+        out = np.empty((pts.size, D.shape[0], D.shape[1]), dtype=np.complex128)
+        for k, sk in enumerate(pts):
             if not np.isfinite(sk):
                 out[k] = D
                 continue
@@ -197,16 +241,24 @@ class StateSpace:
     def unstable_poles(self, alpha: float = 0.0) -> np.ndarray:
         """Poles that are unstable, marginally stable, or within a margin of it.
 
-        A pole counts as unstable when ``Re(p) >= -(alpha + delta)`` in
-        continuous time or ``|p| >= 1 - (alpha + delta)`` in discrete time,
-        where ``delta`` (see ``_validation.stability_margin``) is a few hundred
-        units of round-off in ``||A||``.
+        A pole counts as unstable when ``Re(p) >= -(alpha + delta_p)`` in
+        continuous time or ``|p| >= 1 - (alpha + delta_p)`` in discrete time,
+        where ``delta_p`` is the pole's own round-off: ``100 n eps
+        ||A_bal||_F kappa_p`` with ``A_bal`` the balanced ``A`` and ``kappa_p``
+        the pole's condition number (see :mod:`ctrlreduce._stability`).
+
+        Parameters
+        ----------
+        alpha : float
+            Extra margin ``>= 0`` (``< 1`` in discrete time).
+
+        Returns
+        -------
+        ndarray, complex128
+            The offending poles (empty when the system is stable).
         """
-        p = self.poles()
-        margin = float(alpha) + stability_margin(np.asarray(self.A))
-        if self.dt is None:
-            return p[p.real >= -margin]
-        return p[np.abs(p) >= 1.0 - margin]
+        alpha = check_alpha(alpha, self.dt is not None)
+        return unstable_poles(np.asarray(self.A), self.dt is not None, alpha)
 
     def is_stable(self) -> bool:
         """``True`` when every pole is strictly inside the stability region."""
@@ -220,8 +272,7 @@ class StateSpace:
 
     def is_diagonal(self) -> bool:
         """``True`` when ``A`` is exactly diagonal."""
-        A = self.A
-        return bool(np.count_nonzero(A - np.diag(np.diag(A))) == 0)
+        return is_diagonal(self.A)
 
     def freqresp(self, omega: Any) -> np.ndarray:
         """Frequency response ``G`` at real frequencies ``omega`` (rad/s).
@@ -231,26 +282,36 @@ class StateSpace:
         ndarray, shape (k, p, m), complex128
             ``G(i w)`` in continuous time, ``G(exp(i w dt))`` in discrete time.
 
+        Raises
+        ------
+        TypeError, ValueError
+            ``omega`` is not real, or not finite; a frequency hits a pole.
+
         Notes
         -----
-        ``A`` is reduced once to complex Schur form ``A = U T U^H``; each
+        ``A`` is balanced and reduced once to complex Schur form; each
         frequency then costs one triangular solve, ``O(n^2 m)``.
         """
-        w = np.atleast_1d(np.asarray(omega, dtype=float)).ravel()
+        if omega is None or isinstance(omega, (str, bytes)) or np.iscomplexobj(omega):
+            raise TypeError(f"omega must be a real number or array, got {omega!r}")
+        try:
+            w = np.atleast_1d(np.asarray(omega, dtype=float)).ravel()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"omega must be a real number or array, got {omega!r}") from exc
         if not np.all(np.isfinite(w)):
             raise ValueError("omega must be finite")
         s = 1j * w if self.dt is None else np.exp(1j * w * self.dt)
-        return self.evaluate(s)
+        return transfer_evaluator(self)(s)
 
     def evaluate(self, s: Any) -> np.ndarray:
         """Transfer function ``C (s I - A)^{-1} B + D`` at complex points ``s``.
 
         Returns an array of shape ``(k, p, m)``; ``s = inf`` gives ``D``.
-        Raises ``ValueError`` if a point is a pole (``s I - A`` singular to
-        working precision).  For many calls on one system, reuse
+        Raises ``ValueError`` if a point is NaN or a pole (``s I - A``
+        singular to working precision).  For many calls on one system, reuse
         :func:`transfer_evaluator`.
         """
-        return transfer_evaluator(self)(s)
+        return transfer_evaluator(self)(_check_points(s))
 
     @classmethod
     def static_gain(cls, D: Any, dt: float | None = None) -> StateSpace:
@@ -280,8 +341,23 @@ class StateSpace:
 
     @classmethod
     def from_control(cls, sys: Any) -> StateSpace:
-        """Build from a ``control.StateSpace`` (``dt=0`` continuous, ``dt=True`` rejected)."""
-        dt = getattr(sys, "dt", 0)
+        """Build from a python-control system (``dt=0`` continuous, ``dt=True`` rejected).
+
+        A ``control.StateSpace`` is taken as it is; a ``control.TransferFunction``
+        is converted with ``control.ss`` first.
+        """
+        try:
+            import control
+        except ImportError as exc:  # pragma: no cover - control is a test dependency
+            raise ImportError("from_control needs the optional package control") from exc
+        if isinstance(sys, control.TransferFunction):
+            sys = control.ss(sys)
+        if not isinstance(sys, control.StateSpace):
+            raise TypeError(
+                f"sys must be a control.StateSpace or control.TransferFunction, "
+                f"got {type(sys).__name__}"
+            )
+        dt = sys.dt
         if dt is True:
             raise ValueError("sys.dt is True (unspecified sample time); give a numeric dt")
         dt = None if (dt is None or dt == 0) else float(dt)
@@ -289,15 +365,24 @@ class StateSpace:
 
     def to_scipy(self):  # noqa: ANN201
         """Return a ``scipy.signal.StateSpace`` (``dt`` kept, complex entries kept)."""
-        import scipy.signal
-
         if self.dt is None:
             return scipy.signal.StateSpace(self.A, self.B, self.C, self.D)
         return scipy.signal.StateSpace(self.A, self.B, self.C, self.D, dt=self.dt)
 
     @classmethod
     def from_scipy(cls, sys: Any) -> StateSpace:
-        """Build from a ``scipy.signal`` state-space object (continuous or discrete)."""
+        """Build from a ``scipy.signal`` LTI system (continuous or discrete).
+
+        State-space objects are taken as they are; transfer-function and
+        zeros-poles-gain objects are converted with their ``to_ss()`` first.
+        """
+        kinds = (scipy.signal.lti, scipy.signal.dlti)
+        if not isinstance(sys, kinds):
+            raise TypeError(
+                f"sys must be a scipy.signal lti or dlti system, got {type(sys).__name__}"
+            )
+        if not isinstance(sys, (scipy.signal.StateSpace,)):
+            sys = sys.to_ss()
         dt = getattr(sys, "dt", None)
         return cls(sys.A, sys.B, sys.C, sys.D, dt)
 

@@ -40,6 +40,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from . import __version__
+from ._balance import balanced_truncation
+from ._gramians import hankel_singular_values
+from ._io import load, save
+from ._reduction import tail_bound
+from .plot import _require_matplotlib, plot_hsv, plot_sigma, supported_formats
+
 __all__ = ["main"]
 
 PROG = "ctrlreduce"
@@ -88,8 +95,6 @@ _nonnegative_arg = _real_arg(strict=False)
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Balanced truncation with a-priori bounds and measured H-infinity errors.",
@@ -148,8 +153,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------ inputs
 def _load_system(path_text: str) -> Any:
-    from ._io import load
-
     path = Path(path_text)
     if path.suffix.lower() not in (".mat", ".npz"):
         raise CliError(f"FILE must end in .mat or .npz, got {path_text!r}", EXIT_USAGE)
@@ -187,8 +190,6 @@ def _alpha(args: argparse.Namespace) -> float:
 
 def _require_plotting() -> None:
     try:
-        from .plot import _require_matplotlib
-
         _require_matplotlib()
     except ImportError as exc:
         raise CliError(str(exc)) from None
@@ -257,8 +258,6 @@ def _figure_writer(fig: Any) -> Callable[[Path], None]:
 
 
 def _system_writer(system: Any) -> Callable[[Path], None]:
-    from ._io import save
-
     def write(tmp: Path) -> None:
         save(tmp, system)
 
@@ -266,8 +265,6 @@ def _system_writer(system: Any) -> Callable[[Path], None]:
 
 
 def _plot_suffixes() -> tuple[str, ...]:
-    from .plot import supported_formats
-
     return tuple(sorted("." + f for f in supported_formats()))
 
 
@@ -297,9 +294,6 @@ def _print_json(obj: Any, out: TextIO) -> None:
 
 # ---------------------------------------------------------------- commands
 def _cmd_hsv(args: argparse.Namespace, out: TextIO) -> int:
-    from ._balance import tail_bound
-    from ._gramians import hankel_singular_values
-
     alpha = _alpha(args)
     outputs = _Outputs()
     plot_path = None
@@ -315,8 +309,6 @@ def _cmd_hsv(args: argparse.Namespace, out: TextIO) -> int:
     bounds = [tail_bound(hsv, k) for k in range(1, hsv.size + 1)]
     written: list[Path] = []
     if plot_path is not None:
-        from .plot import plot_hsv
-
         written = outputs.commit([(plot_path, _figure_writer(plot_hsv(hsv)))])
     if args.json:
         _print_json({
@@ -341,8 +333,6 @@ def _cmd_hsv(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _reduce(sys_: Any, args: argparse.Namespace, alpha: float) -> tuple[Any, float]:
-    from ._balance import balanced_truncation
-
     t0 = time.perf_counter()
     try:
         red = balanced_truncation(
@@ -367,8 +357,6 @@ def _certify(red: Any) -> tuple[Any, float, str | None]:
 
 def _reduction_figure(red: Any) -> Any:
     from matplotlib.figure import Figure
-
-    from .plot import plot_hsv, plot_sigma
 
     fig = Figure(figsize=(13.0, 4.5), layout="constrained")
     ax_hsv, ax_sigma = fig.subplots(1, 2)
@@ -473,16 +461,11 @@ def _demo_data() -> tuple[Path, str]:
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from ._balance import balanced_truncation
-    from .plot import plot_hsv, plot_sigma
-
     _require_plotting()
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise CliError(f"--outdir {args.outdir}: exists and is not a folder")
     data, source = _demo_data()
-    from ._io import load
-
     sys_ = load(data)
     out.write(f"CD player benchmark ({source}): {_describe(sys_)}\n")
     out.write(f"{'order':>5}  {'sigma_r+1':>12}  {'measured':>12}  {'bound':>12}  "

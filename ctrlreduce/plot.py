@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ._system import StateSpace
+from ._reduction import tail_bound
+from ._system import StateSpace, check_system
 
 __all__ = ["plot_hsv", "plot_sigma"]
 
@@ -200,7 +201,6 @@ def plot_hsv(
         ax.plot(idx[tiny], np.full(int(tiny.sum()), bottom * 1.3), linestyle="none", marker="v",
                 color="0.4", label="zero", gid="zero")
     if order is not None:
-        from ._balance import tail_bound
 
         bound = tail_bound(values, order)
         ax.axvline(order + 0.5, color="k", linestyle="--", linewidth=1.2, gid="cut",
@@ -359,12 +359,10 @@ def plot_sigma(
     ``||G - G_r||_inf``; use :meth:`ctrlreduce.Reduction.certify` for the
     certified value.
     """
-    from ._gramians import _check_system
-
-    full = _check_system(full, "full")
+    full = check_system(full, "full")
     systems = [full]
     if reduced is not None:
-        reduced = _check_system(reduced, "reduced")
+        reduced = check_system(reduced, "reduced")
         full._check_compatible(reduced, "compare")
         systems.append(reduced)
     w = frequency_grid(*systems) if omega is None else _check_omega(omega, full.dt)

@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ctrlreduce as cr
+from ctrlreduce import stable_unstable_split
 from ctrlreduce._minreal import minimal_realization
-from ctrlreduce._unstable import stable_unstable_split
 from tests.conftest import bench_path
 
 
