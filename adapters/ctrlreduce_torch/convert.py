@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from ._lti import DiagonalLTI
-from ._scan import StateSizedModule
+from ._scan import StateSizedModule, compute_dtype
 from .lru import LRU, lru_discrete
 from .s4d import S4D, s4d_discrete
 from .s5 import S5, s5_discrete
@@ -350,8 +350,10 @@ def from_lti(layer: torch.nn.Module, lti: DiagonalLTI) -> None:
                     f"the system is not representable: parameter {name} would be non-finite "
                     f"in {dtype} (e.g. |lam| too close to 1 or 0, or a phase too close to 0)"
                 )
-        # the recurrence the layer will actually run, in its own dtype
-        vals = [new.get(n, getattr(layer, n).detach()) for n in layer._param_names]
+        # the recurrence the layer will actually run: its parameters rounded to
+        # their dtype, computed in the layer's compute dtype
+        cdt = compute_dtype(dtype)
+        vals = [new.get(n, getattr(layer, n).detach()).to(cdt) for n in layer._param_names]
         log_lam, Bd, Cd, _ = spec.discrete(layer, *vals)
         rmax = float(torch.exp(log_lam).abs().max())
         if not rmax < 1.0:

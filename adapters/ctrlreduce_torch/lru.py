@@ -29,7 +29,8 @@ import math
 
 import torch
 
-from ._scan import MIMOLayer, check_size
+from ._checks import check_real, check_size
+from ._scan import MIMOLayer
 
 __all__ = ["LRU"]
 
@@ -86,11 +87,11 @@ class LRU(MIMOLayer):
         super().__init__()
         H = check_size(d_model, "d_model")
         N = check_size(d_state, "d_state")
-        r_min, r_max, max_phase = float(r_min), float(r_max), float(max_phase)
-        if not (0.0 <= r_min < r_max <= 1.0):
+        r_min = check_real(r_min, "r_min", lo=0.0, hi=1.0, hi_open=True)
+        r_max = check_real(r_max, "r_max", lo=0.0, hi=1.0, lo_open=True)
+        if not r_min < r_max:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
-        if not (math.isfinite(max_phase) and max_phase > 0.0):
-            raise ValueError(f"max_phase must be positive and finite, got {max_phase}")
+        max_phase = check_real(max_phase, "max_phase", lo=0.0, lo_open=True)
         self.d_model = H
         tiny = torch.finfo(torch.float64).tiny
         u1 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)

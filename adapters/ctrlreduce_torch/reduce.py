@@ -471,9 +471,12 @@ def _default_map_rtol(layer: torch.nn.Module) -> float:
     # Parameters in dtype ``dt`` round the reduced model by ~eps(dt) relative,
     # amplified near resonances by up to 1 / (1 - |lam|); 1e4 eps leaves room
     # for that in float32 (1.2e-3) and for the conditioning of the
-    # re-diagonalization in float64 (floor 1e-7).
+    # re-diagonalization in float64 (floor 1e-7).  In the 16-bit dtypes 1e4 eps
+    # exceeds 1 and would accept anything; their write-backs measured up to
+    # 14 eps (float16) and 10 eps (bfloat16), so 64 eps (0.0625, 0.5) there.
     dt = next((q.dtype for q in layer.parameters() if q.is_floating_point()), torch.float64)
-    return max(1e4 * torch.finfo(dt).eps, 1e-7)
+    factor = 64.0 if dt.itemsize == 2 else 1e4
+    return max(factor * torch.finfo(dt).eps, 1e-7)
 
 
 def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol):

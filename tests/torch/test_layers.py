@@ -340,6 +340,25 @@ def test_bad_input(kind):
     assert layer(torch.randn(2, 5, 3, dtype=torch.float64)).dtype == torch.float32
 
 
+@pytest.mark.parametrize("kind", ["lru", "s5_zoh", "s4d"])
+@pytest.mark.parametrize("shape", [(0, 7, 3), (2, 0, 3), (0, 0, 3), (0, 40, 3)])
+def test_empty_batch_or_sequence(kind, shape):
+    """An empty batch ``(0, L, H)`` or sequence ``(B, 0, H)`` gives an empty output, by every
+    path (FFT, chunked scan, sequential loop), and backward runs."""
+    layer = make_layer(kind, 3, 2, torch.float32, "cpu")
+    u = torch.randn(*shape, requires_grad=True)
+    paths = [layer, layer.forward_sequential]
+    if kind == "s4d":
+        paths.append(layer._forward_scan)
+    for fwd in paths:
+        y = fwd(u)
+        assert y.shape == shape and y.dtype == torch.float32
+        y.sum().backward()
+    # the scan itself, with an empty batch
+    X = torch.zeros(4, 0, 40, dtype=torch.complex64)
+    assert diagonal_scan(torch.full((4,), -0.1 + 0.5j), X).shape == (4, 0, 40)
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="d_state must be even"):
         S4D(3, 5)
