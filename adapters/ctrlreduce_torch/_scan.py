@@ -323,27 +323,90 @@ class StateSizedModule(nn.Module):
         """``{"d_state": int}``: saved in ``state_dict`` under ``<prefix>_extra_state``."""
         return {"d_state": self.d_state}
 
-    def set_extra_state(self, state: Any) -> None:
-        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
+    def _extra_state_size(self, state: Any) -> int:
+        """The ``d_state`` an extra state holds, validated (nothing is changed)."""
         if not isinstance(state, dict) or "d_state" not in state:
             raise ValueError(f"extra state must be a dict with key 'd_state', got {state!r}")
-        n = check_size(
+        return check_size(
             state["d_state"], "d_state", minimum=2 if self._even_state else 1, even=self._even_state
         )
+
+    def set_extra_state(self, state: Any) -> None:
+        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
+        n = self._extra_state_size(state)
         if n != self.d_state:
             self._resize_state_(n)
+
+    def _load_problem(self, n: int, state_dict: Any, prefix: str) -> str | None:
+        """Why ``state_dict`` cannot be loaded at ``d_state = n`` (``None`` if it can).
+
+        Every parameter present must have its shape at that size, and a resize
+        needs every state-sized parameter (the resized ones start at zero).
+        """
+        shapes = self._state_shapes(n)
+        for name, prm in self._parameters.items():
+            if prm is None:
+                continue
+            want = tuple(shapes.get(name, prm.shape))
+            val = state_dict.get(prefix + name)
+            if val is None:
+                if n != self.d_state and name in shapes:
+                    return (
+                        f"extra state says d_state={n}, but the state dict has no "
+                        f"{prefix + name!r} to fill the resized parameter"
+                    )
+                continue
+            if isinstance(val, torch.Tensor) and tuple(val.shape) != want:
+                return (
+                    f"extra state says d_state={n}, so {prefix + name} must have shape "
+                    f"{want}, got {tuple(val.shape)}; the layer was left unchanged"
+                )
+        return None
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
         # torch reads extra state only after copying the parameters, which fails
-        # on a size mismatch; read it first.
+        # on a size mismatch; read it first.  Validate everything this layer
+        # will load before resizing, so an inconsistent state dict leaves the
+        # layer untouched (and loads nothing into it).
         key = prefix + _EXTRA_STATE_KEY_SUFFIX
         if key in state_dict:
-            self.set_extra_state(state_dict[key])
+            n = self._extra_state_size(state_dict[key])
+            problem = self._load_problem(n, state_dict, prefix)
+            if problem is not None:
+                error_msgs.append(problem)
+                return
+            if n != self.d_state:
+                self._resize_state_(n)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
+        """:meth:`torch.nn.Module.load_state_dict`, all or nothing.
+
+        Resizes the layer to the saved ``d_state`` first (see the class
+        docstring).  If the load fails for any reason (an inconsistent extra
+        state, a wrong shape, a missing or unexpected key with ``strict``),
+        the layer is restored to exactly what it was: the same ``Parameter``
+        objects (so an optimizer holding them stays valid) with the same
+        values and the same ``d_state``.  (Inside a larger model loaded
+        through the model's own ``load_state_dict``, an inconsistent state for
+        this layer still leaves it untouched; torch does not undo other
+        modules' partial loads.)
+        """
+        saved = dict(self._parameters)
+        values = {n: p.detach().clone() for n, p in saved.items() if p is not None}
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except BaseException:
+            with torch.no_grad():
+                for name, prm in saved.items():
+                    self._parameters[name] = prm
+                    if prm is not None:
+                        prm.copy_(values[name])
+            raise
 
 
 class MIMOLayer(StateSizedModule):

@@ -379,9 +379,9 @@ _STATE_KEY = {LRU: ("nu_log", 0, 1), S5: ("Lambda_re_log", 0, 1), S4D: ("log_A_r
 
 
 def _state_size_in(module: StateSizedModule, prefix: str, state_dict: Mapping) -> int | None:
-    extra = state_dict.get(prefix + "_extra_state")
-    if isinstance(extra, dict) and "d_state" in extra:
-        return int(extra["d_state"])
+    key = prefix + "_extra_state"
+    if key in state_dict:
+        return module._extra_state_size(state_dict[key])  # ValueError if malformed
     for cls in type(module).__mro__:
         if cls in _STATE_KEY:
             key, axis, factor = _STATE_KEY[cls]
@@ -411,13 +411,16 @@ def resize_to_state_dict(model: torch.nn.Module, state_dict: Mapping) -> dict[st
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-    resized = {}
+    sizes = {}  # read (and validate) every size before resizing anything
     for name, module in model.named_modules():
         if not isinstance(module, StateSizedModule):
             continue
         n = _state_size_in(module, f"{name}." if name else "", state_dict)
         if n is not None and n != module.d_state:
-            old = module.d_state
-            module._resize_state_(n)
-            resized[name] = (old, n)
+            sizes[name] = (module, n)
+    resized = {}
+    for name, (module, n) in sizes.items():
+        old = module.d_state
+        module._resize_state_(n)
+        resized[name] = (old, n)
     return resized
