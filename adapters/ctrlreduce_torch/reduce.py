@@ -80,11 +80,8 @@ from typing import Any
 import torch
 
 from . import convert  # module reference: convert.from_lti is patched in tests
-from ._lti import DiagonalLTI
-from .hsv import (
-    check_lti,
-    gramian_factors,
-)
+from ._lti import DiagonalLTI, check_lti
+from .hsv import gramian_factors, pow2, scaled_system, unscale_hsv
 from .lru import LRU
 from .optim import rebind_optimizer_
 
@@ -423,9 +420,7 @@ def realization_mismatch(trunc: _Truncation, written: DiagonalLTI, n_probes: int
 # ------------------------------------------------------------ public entry point
 def _check_layer(layer: object) -> None:
     convert._spec(layer)  # TypeError naming the supported layers
-    for name, prm in layer.named_parameters():
-        if not bool(torch.isfinite(prm).all()):
-            raise ValueError(f"layer parameter {name!r} has non-finite entries (NaN or inf)")
+    convert.check_finite_parameters(layer)
 
 
 def _check_fraction(value: Any, name: str, lo: float, hi: float) -> None:
@@ -479,11 +474,29 @@ def _default_map_rtol(layer: torch.nn.Module) -> float:
     return max(factor * torch.finfo(dt).eps, 1e-7)
 
 
-def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol):
-    """Reduce a deep copy of ``layer``; return ``(truncation, mismatch)`` or raise _Refused."""
+def _unscaled(trunc: _Truncation, eB: torch.Tensor, eC: torch.Tensor, bound: float) -> _Truncation:
+    """The truncation of the original system from that of :func:`scaled_system`'s.
+
+    ``B_r`` and ``Bk`` times ``2^eB``, ``C_r`` and ``Ck`` times ``2^eC`` (exact
+    powers of two), per system; ``bound`` is the bound in the original HSVs.
+    """
+    sB = pow2(eB.to(trunc.Ak.device))[:, None, None]
+    sC = pow2(eC.to(trunc.Ak.device))[:, None, None]
+    lti = DiagonalLTI(trunc.lti.lam, trunc.lti.B * sB, trunc.lti.C * sC, trunc.lti.D)
+    return _Truncation(lti, trunc.Ak, trunc.Bk * sB, trunc.Ck * sC, bound, trunc.method)
+
+
+def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol, scales, bound):
+    """Reduce a deep copy of ``layer``; return ``(truncation, mismatch)`` or raise _Refused.
+
+    ``lf`` and ``factors`` are those of the scaled system; ``scales = (eB, eC)``
+    (see :func:`ctrlreduce_torch.hsv.scaled_system`) and ``bound`` the
+    a-priori bound of the original.
+    """
     trunc = balanced_truncation_lti(
         lf, r, method=method, margin=margin, min_phase=min_phase, _factors=factors
     )
+    trunc = _unscaled(trunc, *scales, bound)
     trial = copy.deepcopy(layer)
     try:
         convert.from_lti(trial, trunc.lti)
@@ -600,15 +613,18 @@ def reduce_(
         if map_rtol is not None:
             _check_fraction(map_rtol, "map_rtol", 0.0, math.inf)
         rt = _default_map_rtol(layer) if map_rtol is None else float(map_rtol)
-        lf = lti
+        # B and C scaled by powers of two (exact): Gramians of entries beyond
+        # ~1e+-154 would over- or underflow; factors, HSVs and the truncation scale back
+        lf, eB, eC = scaled_system(lti)
         tries = ("real", "complex") if method == "auto" else (method,)
         reasons: list[str] = []
         result = None
         for meth in tries:
             per = 2 if meth == "real" else 1
             factors = _square_root_factors(lf, meth)
-            hsv = factors[3].detach().to("cpu", torch.float64)
-            r = _choose_r(order, tol, ratio, N, factors[3], per)
+            s_full = unscale_hsv(factors[3], eB, eC, name="layer")  # ValueError on overflow
+            hsv = s_full.detach().to("cpu", torch.float64)
+            r = _choose_r(order, tol, ratio, N, s_full, per)
             if r == N:
                 why = (
                     "order equals the current d_state; nothing to reduce"
@@ -619,14 +635,17 @@ def reduce_(
                     d_state, d_state, hsv, 0.0, False, why, time.perf_counter() - t0, method=meth
                 )
             try:
-                result = _attempt(layer, lf, r, meth, factors, margin, min_phase, rt)
+                bound = float(tail_bounds(s_full, per)[r])
+                result = _attempt(
+                    layer, lf, r, meth, factors, margin, min_phase, rt, (eB, eC), bound
+                )
                 break
             except _Refused as exc:
                 reasons.append(f"{meth}: {exc}")
         if result is None:
             reason = "; ".join(reasons)
             warnings.warn(f"reduce_ refused ({reason}); layer left unchanged", RuntimeWarning, 2)
-            bound = float(tail_bounds(factors[3], per)[r])
+            bound = float(tail_bounds(s_full, per)[r])
             return ReductionReport(
                 d_state, d_state, hsv, bound, False, reason, time.perf_counter() - t0, method=meth
             )

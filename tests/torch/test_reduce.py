@@ -597,3 +597,57 @@ def test_real_poles_kept_where_representable(device):
         rep = reduce_(lru, 1)
     assert not rep.applied
     assert_unchanged(lru, snap)
+
+
+# ------------------------------------------------------------------ non-finite and extreme scales
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_finite_parameter_refused_before_touching(kind):
+    layer = make_layer(kind, 3, 8, 0, "cpu")
+    opt = _trained_adam(layer)
+    with torch.no_grad():
+        layer.D[0] = float("inf")
+    snap = snapshot(layer, opt)
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__}\) parameter 'D'"):
+        reduce_(layer, 4, optimizer=opt)
+    assert_unchanged(layer, snap, opt)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("scale", [1e160, 1e-170])
+def test_huge_and_tiny_parameters_reduce_exactly(kind, scale):
+    """``B = 1e160`` (its Gramian overflows float64) or ``1e-170`` (underflows): the reduction
+    is that of the unscaled layer with B scaled back: same HSVs times the scale, the same bound
+    times the scale, the same reduced map times the scale."""
+    ref = make_layer(kind, 3, 8, 0, "cpu")
+    big = make_layer(kind, 3, 8, 0, "cpu")
+    with torch.no_grad():
+        big.B_re.mul_(scale)
+        big.B_im.mul_(scale)
+    r0 = reduce_(ref, 4)
+    r1 = reduce_(big, 4)
+    assert r0.applied and r1.applied, (r0.reason, r1.reason)
+    torch.testing.assert_close(r1.hsv / scale, r0.hsv, rtol=1e-12, atol=0)
+    assert r1.error_bound / scale == pytest.approx(r0.error_bound, rel=1e-9)
+    # the reduced maps: strictly proper parts F(z) = C (z - lam)^-1 B on the unit circle
+    ang = torch.linspace(0, 3.1, 7, dtype=torch.float64)
+    z = torch.polar(torch.ones_like(ang), ang)
+
+    def F(layer):
+        lti = to_lti(layer)
+        res = 1 / (z[:, None, None] - lti.lam[None])  # (K, G, N)
+        return torch.einsum("gpn,kgn,gnm->kgpm", lti.C, res, lti.B)
+
+    f0, f1 = F(ref), F(big)
+    torch.testing.assert_close(f1 / scale, f0, rtol=0, atol=1e-9 * float(f0.abs().max()))
+
+
+def test_unrepresentable_hsvs_raise_before_touching():
+    layer = make_layer("lru", 3, 8, 0, "cpu")
+    opt = _trained_adam(layer)
+    with torch.no_grad():
+        for n in ("B_re", "B_im", "C_re", "C_im"):
+            getattr(layer, n).mul_(1e200)
+    snap = snapshot(layer, opt)
+    with pytest.raises(ValueError, match="not representable"):
+        reduce_(layer, 4, optimizer=opt)
+    assert_unchanged(layer, snap, opt)
