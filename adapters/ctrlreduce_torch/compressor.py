@@ -93,7 +93,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .optim import rebind_optimizer_
+from .optim import check_rebindable, rebind_optimizer_
 
 __all__ = ["Compressor", "cut_steps", "find_ssm_layers"]
 
@@ -732,6 +732,8 @@ def _modal_truncate_(
     per_mode = 2 if _registry()[type(layer)].granularity == 2 else 1  # S4D: 2 real states/mode
     new_d = per_mode * int(keep.numel())
     old = {n: getattr(layer, n) for n in axes}
+    if optimizer is not None:
+        check_rebindable(optimizer, old.values())  # before anything changes
     with torch.no_grad():
         vals = {n: p.detach().index_select(axes[n], keep.to(p.device)) for n, p in old.items()}
     if not all(bool(torch.isfinite(v).all()) for v in vals.values()):
@@ -745,8 +747,16 @@ def _modal_truncate_(
             optimizer,
             old,
             {n: getattr(layer, n) for n in axes},
-            moments=lambda name, t: t.index_select(axes[name], keep.to(t.device)).clone(),
+            moments=lambda name, t: _select(t, axes[name], old[name].shape, keep),
         )
+
+
+def _select(t: torch.Tensor, axis: int, shape: torch.Size, keep: torch.Tensor) -> torch.Tensor:
+    """The kept modes of optimizer state ``t`` along ``axis``; a factored statistic whose
+    ``axis`` has size 1 (averaged over the modes, e.g. Adafactor's) is copied."""
+    if t.shape[axis] != shape[axis]:
+        return t.clone()
+    return t.index_select(axis, keep.to(t.device)).clone()
 
 
 def _resize_fresh(layer: nn.Module, d_state: int, optimizer: torch.optim.Optimizer) -> None:

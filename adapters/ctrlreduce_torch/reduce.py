@@ -83,7 +83,7 @@ from . import convert  # module reference: convert.from_lti is patched in tests
 from ._lti import DiagonalLTI, check_lti
 from .hsv import gramian_factors, pow2, scaled_system, unscale_hsv
 from .lru import LRU
-from .optim import rebind_optimizer_
+from .optim import check_rebindable, rebind_optimizer_
 
 __all__ = [
     "ReductionReport",
@@ -580,7 +580,10 @@ def reduce_(
         ``optimizer`` not a ``torch.optim.Optimizer``.
     ValueError
         Both or neither of ``order``/``tol``; ``order`` out of range; ``tol <= 0``;
-        unknown ``method``; non-finite layer parameters.
+        unknown ``method``; non-finite layer parameters (named); HSVs beyond
+        float64; an optimizer whose state cannot be carried across the resize
+        (see :func:`ctrlreduce_torch.optim.check_rebindable`; LBFGS can).
+        All raised before anything is changed.
 
     Notes
     -----
@@ -595,11 +598,9 @@ def reduce_(
     """
     t0 = time.perf_counter()
     _check_layer(layer)
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
     d_state = int(layer.d_state)
+    if optimizer is not None:  # TypeError, or ValueError for state it cannot carry
+        check_rebindable(optimizer, [getattr(layer, n) for n in layer._state_shapes(d_state)])
     with torch.no_grad():
         lti = convert.to_lti(layer)
         check_lti(lti, name="layer")

@@ -383,3 +383,35 @@ def test_resume_in_the_wrong_order_is_refused():
     model2.load_state_dict(sd)  # resizes the layers behind the optimizer's back
     with pytest.raises(RuntimeError, match="before model.load_state_dict"):
         comp2.load_state_dict(cs)
+
+
+# --------------------------------------------------------------------------- LBFGS
+
+
+@pytest.mark.parametrize("selection", ["smallest", "random"])
+def test_lbfgs_trains_through_the_cuts(selection):
+    """LBFGS's flat state is restarted (balanced truncation) or sliced (modal selection) at
+    each cut; the next ``opt.step(closure)`` used to crash with a size mismatch."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(1, 3, d_model=4, d_state=12, n_layers=2, layer="lru")
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=3, history_size=4)
+    comp = Compressor(model, opt, total_steps=12, tau=0.2, window=0.5, attempts=2,
+                      selection=selection)
+    losses = []
+    for step in range(12):
+        x, y = batch(step)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        losses.append(float(opt.step(closure).detach()))
+        comp.step()
+    assert any(h["applied"] for h in comp.history), [h["reason"] for h in comp.history]
+    assert sum(model.state_dims) < 24
+    assert all(np.isfinite(losses)) and all_finite(model)
+    total = sum(p.numel() for p in model.parameters())
+    state = opt.state[opt.param_groups[0]["params"][0]]
+    assert state["d"].numel() == total
