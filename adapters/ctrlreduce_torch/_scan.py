@@ -181,10 +181,16 @@ def mimo_forward_sequential(
 # ----------------------------------------------------------------------------
 
 
+#: Largest initial step of S5/S4D: ``Lambda * step`` (``|Lambda|`` up to ``pi * d_state``)
+#: must stay finite in float32, the dtype the recurrence runs in (and at such steps
+#: every eigenvalue ``exp(Lambda * step)`` is 0 long before).
+MAX_STEP = 1e30
+
+
 def check_step_range(dt_min: Any, dt_max: Any) -> tuple[float, float]:
-    """Validate ``0 < dt_min <= dt_max`` (finite numbers)."""
-    lo = check_real(dt_min, "dt_min", lo=0.0, lo_open=True)
-    hi = check_real(dt_max, "dt_max", lo=0.0, lo_open=True)
+    """Validate ``0 < dt_min <= dt_max <= MAX_STEP`` (numbers)."""
+    lo = check_real(dt_min, "dt_min", lo=0.0, hi=MAX_STEP, lo_open=True)
+    hi = check_real(dt_max, "dt_max", lo=0.0, hi=MAX_STEP, lo_open=True)
     if lo > hi:
         raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
     return lo, hi
@@ -296,10 +302,21 @@ class StateSizedModule(nn.Module):
         raise NotImplementedError
 
     def _init_parameters(self, init: dict[str, torch.Tensor]) -> None:
-        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name."""
+        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name.
+
+        ``ValueError`` if an initial parameter is not finite in that dtype
+        (constructor arguments at the edge of the representable range).
+        """
         dtype = torch.get_default_dtype()
-        for name in self._param_names:
-            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+        values = {name: init[name].to(dtype) for name in self._param_names}
+        for name, v in values.items():
+            if not bool(torch.isfinite(v).all()):
+                raise ValueError(
+                    f"the initial {name} of {type(self).__name__} is not finite in {dtype}; "
+                    f"the constructor arguments are outside the representable range"
+                )
+        for name, v in values.items():
+            setattr(self, name, nn.Parameter(v))
 
     def _resize_state_(self, new_d_state: int) -> None:
         """Replace every state-sized parameter by a fresh zero ``nn.Parameter`` of the new size.

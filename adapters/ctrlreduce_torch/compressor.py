@@ -133,6 +133,8 @@ def find_ssm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     Wrappers (``DistributedDataParallel``, ``torch.compile``) are looked
     through: the names are those of the innermost module.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {seen(model)}")
     reg = _registry()
     inner = _unwrap(model)
     return [(name, m) for name, m in inner.named_modules() if type(m) in reg]

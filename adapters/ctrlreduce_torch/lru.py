@@ -96,10 +96,13 @@ class LRU(MIMOLayer):
         tiny = torch.finfo(torch.float64).tiny
         u1 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)
         u2 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)
-        nu_log = torch.log(-0.5 * torch.log(u1 * (r_max**2 - r_min**2) + r_min**2))
-        theta_log = torch.log(max_phase * u2)
-        mod = torch.exp(-torch.exp(nu_log))
-        gamma_log = torch.log(torch.sqrt(1.0 - mod**2))
+        # log |lam|^2 = 2 log r_max + log(u1 (1 - q^2) + q^2), q = r_min / r_max: no
+        # underflow of r^2 for tiny radii (r_max = 1e-320 is a valid, if odd, choice)
+        q2 = (r_min / r_max) ** 2
+        log_mod2 = 2 * math.log(r_max) + torch.log(u1 * (1 - q2) + q2)
+        nu_log = torch.log(-0.5 * log_mod2)
+        theta_log = math.log(max_phase) + torch.log(u2)
+        gamma_log = 0.5 * torch.log(-torch.expm1(log_mod2))  # log sqrt(1 - |lam|^2)
         init = {
             "nu_log": nu_log,
             "theta_log": theta_log,
