@@ -141,3 +141,15 @@ def test_half_precision_layer_reduces_with_a_meaningful_guard(kind):
 
     assert rmod._default_map_rtol(layer) <= 0.5
     assert rmod._default_map_rtol(LAYERS[kind](4, 8).half()) <= 0.07
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_float64_layer_is_left_alone_by_autocast(kind):
+    """Autocast leaves float64 ops alone; so does a float64 layer (computes and returns float64)."""
+    torch.manual_seed(0)
+    layer = LAYERS[kind](4, 6).double()
+    u = torch.randn(2, 30, 4, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(u)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, layer(u), rtol=0, atol=0)
