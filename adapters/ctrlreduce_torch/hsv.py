@@ -52,6 +52,12 @@ Factors: batched Cholesky of the closed-form Gramians; for systems whose
 Gramian is numerically singular or ill-conditioned, Hammarling's method from
 ``B`` (or ``C``) directly (:func:`hammarling_factor`), which keeps the relative
 accuracy of small HSVs.  HSVs: ``svdvals(Lo^H Lc)`` (the square-root method).
+
+Scale: :func:`hankel_singular_values` (and ``reduce_``) first divide ``B`` and
+``C`` of each system by powers of two near their largest entries
+(:func:`scaled_system`), since the Gramians are quadratic in them and would
+over- or underflow float64 beyond about ``1e+-154``; the factors are linear,
+so the HSVs scale back exactly (:func:`unscale_hsv`).
 """
 
 from __future__ import annotations

@@ -53,6 +53,11 @@ In discrete time the truncated system is not itself balanced: its HSVs are
 not exactly the kept ones.  They obey Weyl's inequality for Hankel operators,
 ``|sigma_i(S_r) - sigma_i(S)| <= ||S - S_r||_inf <= error_bound``.
 
+Scale: the truncation is computed on the system with ``B`` and ``C`` divided
+by powers of two (:func:`ctrlreduce_torch.hsv.scaled_system`), and ``B_r``,
+``C_r``, the HSVs and the bound are multiplied back, so entries anywhere in
+float64's range reduce exactly as the unscaled layer does.
+
 Write back: :func:`ctrlreduce_torch.convert.from_lti` on a deep copy first;
 the copy's map (``to_lti`` after the parametrization round trip, in the
 layer's dtype) is compared with ``(Ak, Bk, Ck)`` at points on the unit circle
