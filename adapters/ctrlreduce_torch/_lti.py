@@ -46,7 +46,9 @@ import torch
 
 import ctrlreduce
 
-__all__ = ["DiagonalLTI"]
+from ._checks import seen
+
+__all__ = ["DiagonalLTI", "check_lti"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,3 +112,52 @@ class DiagonalLTI:
                 )
             )
         return out
+
+
+def check_lti(lti: object, name: str = "lti") -> None:
+    """Validate a :class:`DiagonalLTI`: the one set of checks every adapter applies.
+
+    Raises ``TypeError`` (not a ``DiagonalLTI``, a field that is not a
+    floating or complex tensor) or ``ValueError`` (shapes ``lam (G, N)``,
+    ``B (G, N, m)``, ``C (G, p, N)``, ``D (G, p, m)`` with ``G, N >= 1``;
+    fields on different devices; a complex ``D`` with a nonzero imaginary
+    part; NaN or infinite entries; an eigenvalue with ``|lam| >= 1``), each
+    message naming ``name`` and the field.
+    """
+    if not isinstance(lti, DiagonalLTI):
+        raise TypeError(f"{name} must be a DiagonalLTI, got {seen(lti)}")
+    fields = {f: getattr(lti, f) for f in ("lam", "B", "C", "D")}
+    for field, t in fields.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}.{field} must be a torch.Tensor, got {seen(t)}")
+        if not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"{name}.{field} must be a floating or complex tensor, got {t.dtype}")
+        if t.device != lti.lam.device:
+            raise ValueError(
+                f"{name}.{field} is on {t.device}, but {name}.lam is on {lti.lam.device}"
+            )
+    lam, B, C, D = fields.values()
+    if lam.dim() != 2 or lam.shape[0] < 1 or lam.shape[1] < 1:
+        raise ValueError(
+            f"{name}.lam must have shape (G, N) with G, N >= 1, got {tuple(lam.shape)}"
+        )
+    G, N = lam.shape
+    if B.dim() != 3 or B.shape[:2] != (G, N):
+        raise ValueError(f"{name}.B must have shape ({G}, {N}, m), got {tuple(B.shape)}")
+    if C.dim() != 3 or C.shape[0] != G or C.shape[2] != N:
+        raise ValueError(f"{name}.C must have shape ({G}, p, {N}), got {tuple(C.shape)}")
+    if tuple(D.shape) != (G, C.shape[1], B.shape[2]):
+        raise ValueError(
+            f"{name}.D must have shape ({G}, {C.shape[1]}, {B.shape[2]}), got {tuple(D.shape)}"
+        )
+    if D.is_complex() and bool((D.imag != 0).any()):
+        raise ValueError(f"{name}.D must be real, got a complex D with nonzero imaginary part")
+    for field, t in fields.items():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}.{field} has non-finite entries (NaN or inf)")
+    rho = float(lam.abs().max())
+    if rho >= 1.0:
+        raise ValueError(
+            f"{name}: every eigenvalue must satisfy |lam| < 1 (strictly stable), "
+            f"got max |lam| = {rho!r}"
+        )

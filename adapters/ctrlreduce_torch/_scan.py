@@ -28,13 +28,16 @@ entered it.  Only non-negative powers of ``lam`` appear, so nothing overflows.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
+
+from ._checks import check_real, check_size
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -43,7 +46,10 @@ __all__ = [
     "check_input",
     "check_size",
     "check_step_range",
+    "compute_dtype",
     "diagonal_scan",
+    "precision",
+    "run_in_compute_dtype",
     "mimo_forward",
     "mimo_forward_sequential",
     "sample_log_step",
@@ -122,7 +128,7 @@ def _project_in(u: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """``B u[k]`` for real ``u (b, L, H)`` and complex ``B (S, H)``: state-major ``(S, b, L)``."""
     b, L, H = u.shape
     uT = u.permute(2, 0, 1).reshape(H, b * L)
-    return torch.complex(B.real @ uT, B.imag @ uT).reshape(-1, b, L)
+    return torch.complex(B.real @ uT, B.imag @ uT).reshape(B.shape[0], b, L)
 
 
 def _project_out(x: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
@@ -135,7 +141,7 @@ def _project_out(x: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     xr = torch.view_as_real(x).reshape(S, b * L, 2)
     Cst = torch.stack([C.real, -C.imag], dim=-1)  # (H, S, 2)
     yT = torch.einsum("hsr,snr->hn", Cst, xr)  # (H, b L)
-    return yT.reshape(-1, b, L).permute(1, 2, 0)
+    return yT.reshape(C.shape[0], b, L).permute(1, 2, 0)
 
 
 def mimo_forward(
@@ -151,9 +157,10 @@ def mimo_forward(
 
     Shapes: ``u (b, L, H)``, ``log_lam (S,)``, ``B (S, H)``, ``C (H, S)``,
     ``D (H,)`` (diagonal feedthrough); returns ``(b, L, H)``.  The work is
-    proportional to ``S``: a layer with fewer states runs faster.
+    proportional to ``S``: a layer with fewer states runs faster.  An empty
+    batch or sequence gives an empty output of the same shape.
     """
-    if u.shape[1] == 0:
+    if u.numel() == 0:
         return u * D
     x = diagonal_scan(log_lam, _project_in(u, B), chunk=chunk)
     return _project_out(x, C) + u * D
@@ -163,7 +170,7 @@ def mimo_forward_sequential(
     u: torch.Tensor, log_lam: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
 ) -> torch.Tensor:
     """:func:`mimo_forward` with the Python loop over time of :func:`sequential_scan`."""
-    if u.shape[1] == 0:
+    if u.numel() == 0:
         return u * D
     x = sequential_scan(log_lam, _project_in(u, B))
     return _project_out(x, C) + u * D
@@ -174,37 +181,23 @@ def mimo_forward_sequential(
 # ----------------------------------------------------------------------------
 
 
-def check_size(value: Any, name: str, *, minimum: int = 1, even: bool = False) -> int:
-    """Return ``value`` as an int, raising TypeError/ValueError naming ``name``."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if even and value % 2:
-        raise ValueError(f"{name} must be even, got {value}")
-    return int(value)
+#: Largest initial step of S5/S4D: ``Lambda * step`` (``|Lambda|`` up to ``pi * d_state``)
+#: must stay finite in float32, the dtype the recurrence runs in (and at such steps
+#: every eigenvalue ``exp(Lambda * step)`` is 0 long before).
+MAX_STEP = 1e30
 
 
-def check_step_range(dt_min: float, dt_max: float) -> tuple[float, float]:
-    """Validate ``0 < dt_min <= dt_max`` (finite)."""
-    lo, hi = float(dt_min), float(dt_max)
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo <= hi):
-        raise ValueError(
-            f"need 0 < dt_min <= dt_max (finite), got dt_min={dt_min}, dt_max={dt_max}"
-        )
+def check_step_range(dt_min: Any, dt_max: Any) -> tuple[float, float]:
+    """Validate ``0 < dt_min <= dt_max <= MAX_STEP`` (numbers)."""
+    lo = check_real(dt_min, "dt_min", lo=0.0, hi=MAX_STEP, lo_open=True)
+    hi = check_real(dt_max, "dt_max", lo=0.0, hi=MAX_STEP, lo_open=True)
+    if lo > hi:
+        raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
     return lo, hi
 
 
-def check_input(u: Any, d_model: int, dtype: torch.dtype) -> torch.Tensor:
-    """Validate a layer input ``u (batch, length, d_model)`` and cast it to ``dtype``.
-
-    The layers compute in their parameters' dtype; a floating input of another
-    dtype (e.g. bfloat16 under autocast) is cast to it.
-    """
+def check_input(u: Any, d_model: int) -> torch.Tensor:
+    """Validate a layer input ``u (batch, length, d_model)``, a real floating tensor."""
     if not isinstance(u, torch.Tensor):
         raise TypeError(f"u must be a torch.Tensor, got {type(u).__name__}")
     if not (u.is_floating_point()):
@@ -213,7 +206,70 @@ def check_input(u: Any, d_model: int, dtype: torch.dtype) -> torch.Tensor:
         raise ValueError(
             f"u must have shape (batch, length, d_model={d_model}), got shape {tuple(u.shape)}"
         )
-    return u.to(dtype)
+    return u
+
+
+# ----------------------------------------------------------------------------
+# precision: what the layers compute in, and what they return
+# ----------------------------------------------------------------------------
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype of an active ``torch.autocast`` region on ``device_type``, else ``None``."""
+    try:
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError, RuntimeError):  # torch < 2.4, or no autocast there
+        if device_type == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        return None
+
+
+def compute_dtype(param_dtype: torch.dtype) -> torch.dtype:
+    """float64 for float64 parameters, float32 for every other dtype (see :func:`precision`)."""
+    return torch.float64 if param_dtype == torch.float64 else torch.float32
+
+
+def precision(device_type: str, param_dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
+    """``(compute dtype, output dtype)`` of a layer with parameters in ``param_dtype``.
+
+    The recurrence (and S4D's FFT) always runs in float32/complex64 or better:
+    float64 parameters compute in float64, every other dtype (float32,
+    float16, bfloat16) in float32, since half precision cannot hold
+    ``lam^k`` over long sequences (and CPUs have no complex-half kernels).
+    The output is the active autocast dtype inside ``torch.autocast``
+    (except for float64 layers, which autocast leaves alone, as it leaves
+    every float64 op), else the parameters' dtype.
+    """
+    compute = compute_dtype(param_dtype)
+    amp = autocast_dtype(device_type)
+    if amp is not None and param_dtype != torch.float64:
+        return compute, amp
+    return compute, param_dtype
+
+
+def run_in_compute_dtype(
+    u: Any, d_model: int, param_dtype: torch.dtype, fn: Callable[..., torch.Tensor]
+) -> torch.Tensor:
+    """``fn(u_c, compute_dtype)`` for a checked ``u``, with autocast off; cast to the output dtype.
+
+    See :func:`precision`.  Inside ``torch.autocast`` the products of the
+    scan would otherwise be cast down to half precision; here autocast is
+    disabled for the recurrence, which then runs in the compute dtype.
+    """
+    u = check_input(u, d_model)
+    compute, out = precision(u.device.type, param_dtype)
+    ctx = (
+        torch.autocast(u.device.type, enabled=False)
+        if autocast_dtype(u.device.type) is not None
+        else contextlib.nullcontext()
+    )
+    with ctx:
+        y = fn(u.to(compute), compute)
+    return y.to(out)
 
 
 def sample_log_step(n: tuple[int, ...], dt_min: float, dt_max: float) -> torch.Tensor:
@@ -246,10 +302,21 @@ class StateSizedModule(nn.Module):
         raise NotImplementedError
 
     def _init_parameters(self, init: dict[str, torch.Tensor]) -> None:
-        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name."""
+        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name.
+
+        ``ValueError`` if an initial parameter is not finite in that dtype
+        (constructor arguments at the edge of the representable range).
+        """
         dtype = torch.get_default_dtype()
-        for name in self._param_names:
-            setattr(self, name, nn.Parameter(init[name].to(dtype)))
+        values = {name: init[name].to(dtype) for name in self._param_names}
+        for name, v in values.items():
+            if not bool(torch.isfinite(v).all()):
+                raise ValueError(
+                    f"the initial {name} of {type(self).__name__} is not finite in {dtype}; "
+                    f"the constructor arguments are outside the representable range"
+                )
+        for name, v in values.items():
+            setattr(self, name, nn.Parameter(v))
 
     def _resize_state_(self, new_d_state: int) -> None:
         """Replace every state-sized parameter by a fresh zero ``nn.Parameter`` of the new size.
@@ -273,27 +340,90 @@ class StateSizedModule(nn.Module):
         """``{"d_state": int}``: saved in ``state_dict`` under ``<prefix>_extra_state``."""
         return {"d_state": self.d_state}
 
-    def set_extra_state(self, state: Any) -> None:
-        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
+    def _extra_state_size(self, state: Any) -> int:
+        """The ``d_state`` an extra state holds, validated (nothing is changed)."""
         if not isinstance(state, dict) or "d_state" not in state:
             raise ValueError(f"extra state must be a dict with key 'd_state', got {state!r}")
-        n = check_size(
+        return check_size(
             state["d_state"], "d_state", minimum=2 if self._even_state else 1, even=self._even_state
         )
+
+    def set_extra_state(self, state: Any) -> None:
+        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
+        n = self._extra_state_size(state)
         if n != self.d_state:
             self._resize_state_(n)
+
+    def _load_problem(self, n: int, state_dict: Any, prefix: str) -> str | None:
+        """Why ``state_dict`` cannot be loaded at ``d_state = n`` (``None`` if it can).
+
+        Every parameter present must have its shape at that size, and a resize
+        needs every state-sized parameter (the resized ones start at zero).
+        """
+        shapes = self._state_shapes(n)
+        for name, prm in self._parameters.items():
+            if prm is None:
+                continue
+            want = tuple(shapes.get(name, prm.shape))
+            val = state_dict.get(prefix + name)
+            if val is None:
+                if n != self.d_state and name in shapes:
+                    return (
+                        f"extra state says d_state={n}, but the state dict has no "
+                        f"{prefix + name!r} to fill the resized parameter"
+                    )
+                continue
+            if isinstance(val, torch.Tensor) and tuple(val.shape) != want:
+                return (
+                    f"extra state says d_state={n}, so {prefix + name} must have shape "
+                    f"{want}, got {tuple(val.shape)}; the layer was left unchanged"
+                )
+        return None
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
         # torch reads extra state only after copying the parameters, which fails
-        # on a size mismatch; read it first.
+        # on a size mismatch; read it first.  Validate everything this layer
+        # will load before resizing, so an inconsistent state dict leaves the
+        # layer untouched (and loads nothing into it).
         key = prefix + _EXTRA_STATE_KEY_SUFFIX
         if key in state_dict:
-            self.set_extra_state(state_dict[key])
+            n = self._extra_state_size(state_dict[key])
+            problem = self._load_problem(n, state_dict, prefix)
+            if problem is not None:
+                error_msgs.append(problem)
+                return
+            if n != self.d_state:
+                self._resize_state_(n)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
+        """:meth:`torch.nn.Module.load_state_dict`, all or nothing.
+
+        Resizes the layer to the saved ``d_state`` first (see the class
+        docstring).  If the load fails for any reason (an inconsistent extra
+        state, a wrong shape, a missing or unexpected key with ``strict``),
+        the layer is restored to exactly what it was: the same ``Parameter``
+        objects (so an optimizer holding them stays valid) with the same
+        values and the same ``d_state``.  (Inside a larger model loaded
+        through the model's own ``load_state_dict``, an inconsistent state for
+        this layer still leaves it untouched; torch does not undo other
+        modules' partial loads.)
+        """
+        saved = dict(self._parameters)
+        values = {n: p.detach().clone() for n, p in saved.items() if p is not None}
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except BaseException:
+            with torch.no_grad():
+                for name, prm in saved.items():
+                    self._parameters[name] = prm
+                    if prm is not None:
+                        prm.copy_(values[name])
+            raise
 
 
 class MIMOLayer(StateSizedModule):
@@ -304,11 +434,21 @@ class MIMOLayer(StateSizedModule):
     """
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``y = Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward(u, *self._discrete())
+        """``y = Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan).
+
+        Computed in float32 or float64 whatever the parameter and input
+        dtypes, with autocast off; returned in the autocast dtype inside
+        ``torch.autocast``, else in the parameters' dtype (see :func:`precision`).
+        """
+        return run_in_compute_dtype(
+            u, self.d_model, self.D.dtype, lambda v, dt: mimo_forward(v, *self._discrete(dt))
+        )
 
     def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        return mimo_forward_sequential(u, *self._discrete())
+        return run_in_compute_dtype(
+            u,
+            self.d_model,
+            self.D.dtype,
+            lambda v, dt: mimo_forward_sequential(v, *self._discrete(dt)),
+        )

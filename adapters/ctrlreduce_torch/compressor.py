@@ -85,7 +85,7 @@ import heapq
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .optim import rebind_optimizer_
+from ._checks import check_bool, check_choice, check_int, check_real, seen
+from .convert import check_finite_parameters
+from .optim import check_rebindable, rebind_optimizer_
 
 __all__ = ["Compressor", "cut_steps", "find_ssm_layers"]
 
@@ -131,6 +133,8 @@ def find_ssm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     Wrappers (``DistributedDataParallel``, ``torch.compile``) are looked
     through: the names are those of the innermost module.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {seen(model)}")
     reg = _registry()
     inner = _unwrap(model)
     return [(name, m) for name, m in inner.named_modules() if type(m) in reg]
@@ -156,6 +160,9 @@ def cut_steps(total_steps: int, window: float, attempts: int) -> list[int]:
     :meth:`Compressor.step` calls.  Raises ``ValueError`` if the window is too
     short to hold ``attempts`` distinct steps.
     """
+    total_steps = check_int(total_steps, "total_steps", minimum=1)
+    window = check_real(window, "window", lo=0.0, hi=1.0, lo_open=True)
+    attempts = check_int(attempts, "attempts", minimum=1)
     W = math.floor(window * total_steps)
     steps = [round(j * W / attempts) for j in range(1, attempts + 1)]
     if attempts > 0 and (steps[0] < 1 or len(set(steps)) != attempts):
@@ -305,6 +312,20 @@ class Compressor:
         Agree on every cut across ranks (decision on rank 0, broadcast, then
         parameters broadcast from rank 0).  ``None``: on when
         ``torch.distributed`` is initialized with more than one rank.
+        ``True`` needs an initialized process group at construction.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``bool`` is not a number, strings are
+        not numbers; NumPy integer and floating scalars are accepted).
+    ValueError
+        An argument out of range, not exactly one mode, no SSM layer in
+        ``model``, a layer with non-finite parameters (named), an optimizer
+        whose state cannot follow a cut (see
+        :func:`ctrlreduce_torch.optim.check_rebindable`), or
+        ``distributed=True`` without an initialized process group.  Every
+        message names the argument, the expected type or range, and the value.
 
     Attributes
     ----------
@@ -342,13 +363,10 @@ class Compressor:
                 "pass the live model and give the copy as ema=[...]"
             )
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+            raise TypeError(f"model must be an nn.Module, got {seen(model)}")
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {seen(optimizer)}")
+        total_steps = check_int(total_steps, "total_steps", minimum=1)
         modes = {
             "tau": tau,
             "tol": tol,
@@ -361,47 +379,60 @@ class Compressor:
                 f"exactly one of tau, tol, final_fraction, state_budget must be given, got {given}"
             )
         self.mode = given[0]
-        value = modes[self.mode]
-        if self.mode == "tau" and not 0.0 < float(value) < 1.0:
-            raise ValueError(f"tau must lie in (0, 1), got {value!r}")
-        if self.mode == "tol" and not (float(value) > 0 and math.isfinite(float(value))):
-            raise ValueError(f"tol must be a finite positive number, got {value!r}")
-        if self.mode == "final_fraction" and not 0.0 < float(value) <= 1.0:
-            raise ValueError(f"final_fraction must lie in (0, 1], got {value!r}")
-        if self.mode == "state_budget" and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"state_budget must be a positive int, got {value!r}")
-        if not 0.0 < float(window) <= 1.0:
-            raise ValueError(f"window must lie in (0, 1], got {window!r}")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be a positive int, got {attempts!r}")
-        if not 0.0 <= float(min_reduction) < 1.0:
-            raise ValueError(f"min_reduction must lie in [0, 1), got {min_reduction!r}")
-        if selection not in ("smallest", "random", "largest"):
-            raise ValueError(
-                f"selection must be 'smallest', 'random' or 'largest', got {selection!r}"
-            )
+        value: float | int
+        if self.mode == "tau":
+            value = check_real(tau, "tau", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        elif self.mode == "tol":
+            value = check_real(tol, "tol", lo=0.0, lo_open=True)
+        elif self.mode == "final_fraction":
+            value = check_real(final_fraction, "final_fraction", lo=0.0, hi=1.0, lo_open=True)
+        else:
+            value = check_int(state_budget, "state_budget", minimum=1)
+        window = check_real(window, "window", lo=0.0, hi=1.0, lo_open=True)
+        attempts = check_int(attempts, "attempts", minimum=1)
+        min_reduction = check_real(min_reduction, "min_reduction", lo=0.0, hi=1.0, hi_open=True)
+        selection = check_choice(selection, "selection", ("smallest", "random", "largest"))
+        seed = check_int(seed, "seed", minimum=0)  # numpy's SeedSequence needs seed >= 0
+        if isinstance(ema, (nn.Module, str, bytes)) or not isinstance(ema, Iterable):
+            raise TypeError(f"ema must be a sequence of AveragedModel, got {seen(ema)}")
+        ema = list(ema)
         for e in ema:
             if not isinstance(e, AveragedModel):
-                raise TypeError(f"ema entries must be AveragedModel, got {type(e).__name__}")
+                raise TypeError(f"ema entries must be AveragedModel, got {seen(e)}")
+        distributed = check_bool(distributed, "distributed", allow_none=True)
+        if distributed:
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ValueError(
+                    "distributed=True needs an initialized torch.distributed process group "
+                    "(call torch.distributed.init_process_group first), got none; pass "
+                    "distributed=None to follow the process group when there is one"
+                )
+        layers = find_ssm_layers(model)
+        if not layers:
+            raise ValueError(
+                "model contains no supported SSM layer (LRU, S5, S4D); nothing to compress"
+            )
+        for name, layer in layers:
+            check_finite_parameters(layer, what=f"layer {name!r}")
+            sized = [getattr(layer, n) for n in layer._state_shapes(layer.d_state)]
+            check_rebindable(optimizer, sized)
 
         self.model = model
         self.module = _unwrap(model)
         self.optimizer = optimizer
         self.total_steps = total_steps
-        self.value = float(value) if self.mode != "state_budget" else int(value)
-        self.window = float(window)
+        self.value = value
+        self.window = window
         self.attempts = attempts
-        self.min_reduction = float(min_reduction)
+        self.min_reduction = min_reduction
         self.selection = selection
-        self.seed = int(seed)
-        self.ema = list(ema)
+        self.seed = seed
+        self.ema = ema
         self._distributed = distributed
         self.schedule = cut_steps(total_steps, self.window, attempts)
-        self.layers = find_ssm_layers(model)
-        if not self.layers:
-            raise ValueError(
-                "model contains no supported SSM layer (LRU, S5, S4D); nothing to compress"
-            )
+        self.layers = layers
         self._kinds = [_registry()[type(m)] for _, m in self.layers]
         self.initial_dims = [int(m.d_state) for _, m in self.layers]
         self.history: list[dict[str, Any]] = []
@@ -467,20 +498,35 @@ class Compressor:
         sizes (fresh parameters, the optimizer rebound to them) so that the
         model and optimizer states then load as usual.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a dict from Compressor.state_dict, got {seen(state)}")
+        keys = ("step_count", "state_dims", "history", "reduce_seconds", "elapsed", "config")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"state must be a dict from Compressor.state_dict; it lacks {missing}")
         cfg = self._config()
-        if state.get("config") != cfg:
+        if state["config"] != cfg:
             raise ValueError(
-                f"state was saved by a compressor configured as {state.get('config')}, "
+                f"state was saved by a compressor configured as {state['config']}, "
                 f"this one is configured as {cfg}"
             )
-        dims = [int(d) for d in state["state_dims"]]
+        raw = state["state_dims"]
+        if not isinstance(raw, (list, tuple)):
+            raise TypeError(f"state['state_dims'] must be a list of ints, got {seen(raw)}")
+        dims = [check_int(d, "state['state_dims'] entries", minimum=1) for d in raw]
+        step_count = check_int(state["step_count"], "state['step_count']", minimum=0)
+        if not isinstance(state["history"], (list, tuple)):
+            raise TypeError(f"state['history'] must be a list, got {seen(state['history'])}")
+        reduce_seconds = check_real(state["reduce_seconds"], "state['reduce_seconds']", lo=0.0)
+        elapsed = check_real(state["elapsed"], "state['elapsed']", lo=0.0)
         if len(dims) != len(self.layers):
             raise ValueError(f"state has {len(dims)} layers, the model has {len(self.layers)}")
-        for (_, layer), d in zip(self.layers, dims, strict=True):
+        for (_, layer), d, kind in zip(self.layers, dims, self._kinds, strict=True):
             if d > layer.d_state:
                 raise ValueError(f"cannot grow a layer from d_state={layer.d_state} to {d}")
-            if d < layer.d_state:
-                _resize_fresh(layer, d, self.optimizer)
+            if d % kind.granularity:
+                raise ValueError(f"state['state_dims'] has d_state={d} for a {kind.name} layer "
+                                 f"(must be a multiple of {kind.granularity})")
         held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         if any(id(p) not in held for _, m in self.layers for p in m.parameters()):
             raise RuntimeError(
@@ -488,10 +534,14 @@ class Compressor:
                 "model.load_state_dict called first? it resizes the layers itself); call "
                 "compressor.load_state_dict before model.load_state_dict"
             )
-        self.step_count = int(state["step_count"])
+        # validated: now resize
+        for (_, layer), d in zip(self.layers, dims, strict=True):
+            if d < layer.d_state:
+                _resize_fresh(layer, d, self.optimizer)
+        self.step_count = step_count
         self.history = copy.deepcopy(list(state["history"]))
-        self.reduce_seconds = float(state["reduce_seconds"])
-        self._elapsed = float(state["elapsed"])
+        self.reduce_seconds = reduce_seconds
+        self._elapsed = elapsed
         self._t_last = None
         for e in self.ema:
             _restart_ema(e, self.module)
@@ -516,10 +566,15 @@ class Compressor:
 
         if self._distributed is False:
             return False
-        on = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if self._distributed and not on:
-            raise RuntimeError("distributed=True but torch.distributed is not initialized")
-        return on
+        up = dist.is_available() and dist.is_initialized()
+        if self._distributed:  # checked at construction; the group may have gone since
+            if not up:
+                raise RuntimeError(
+                    "distributed=True, but the torch.distributed process group is no longer "
+                    "initialized (was it destroyed before training ended?)"
+                )
+            return True
+        return up and dist.get_world_size() > 1
 
     def _targets(self, attempt: int) -> tuple[list[int | None], list[np.ndarray | None], list[str]]:
         """New orders (``None`` = leave alone), HSVs and reasons for every layer."""
@@ -732,6 +787,8 @@ def _modal_truncate_(
     per_mode = 2 if _registry()[type(layer)].granularity == 2 else 1  # S4D: 2 real states/mode
     new_d = per_mode * int(keep.numel())
     old = {n: getattr(layer, n) for n in axes}
+    if optimizer is not None:
+        check_rebindable(optimizer, old.values())  # before anything changes
     with torch.no_grad():
         vals = {n: p.detach().index_select(axes[n], keep.to(p.device)) for n, p in old.items()}
     if not all(bool(torch.isfinite(v).all()) for v in vals.values()):
@@ -745,8 +802,16 @@ def _modal_truncate_(
             optimizer,
             old,
             {n: getattr(layer, n) for n in axes},
-            moments=lambda name, t: t.index_select(axes[name], keep.to(t.device)).clone(),
+            moments=lambda name, t: _select(t, axes[name], old[name].shape, keep),
         )
+
+
+def _select(t: torch.Tensor, axis: int, shape: torch.Size, keep: torch.Tensor) -> torch.Tensor:
+    """The kept modes of optimizer state ``t`` along ``axis``; a factored statistic whose
+    ``axis`` has size 1 (averaged over the modes, e.g. Adafactor's) is copied."""
+    if t.shape[axis] != shape[axis]:
+        return t.clone()
+    return t.index_select(axis, keep.to(t.device)).clone()
 
 
 def _resize_fresh(layer: nn.Module, d_state: int, optimizer: torch.optim.Optimizer) -> None:

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._lti import DiagonalLTI
-from ._scan import StateSizedModule
+from ._lti import DiagonalLTI, check_lti
+from ._scan import StateSizedModule, compute_dtype
 from .lru import LRU, lru_discrete
 from .s4d import S4D, s4d_discrete
 from .s5 import S5, s5_discrete
@@ -95,11 +95,29 @@ def to_lti(layer: torch.nn.Module) -> DiagonalLTI:
     ------
     TypeError
         If ``layer`` is not a supported layer.
+    ValueError
+        If a parameter of ``layer`` is NaN or infinite (the message names it).
     """
     spec = _spec(layer)
+    check_finite_parameters(layer)
     with torch.no_grad():
         log_lam, B, C, D = layer._discrete(_F64)
         return spec.pack(log_lam, B, C, D.clone())
+
+
+def check_finite_parameters(layer: torch.nn.Module, what: str = "layer") -> None:
+    """``ValueError`` naming the layer and the parameter if any parameter is NaN or infinite.
+
+    A non-finite parameter has no meaningful LTI form (``nu_log = inf`` gives
+    ``lam = 0`` in the limit but NaN in the arithmetic), so :func:`to_lti`,
+    and through it the HSVs, ``reduce_`` and the compressor, refuse it.
+    """
+    for name, prm in layer.named_parameters():
+        if not bool(torch.isfinite(prm).all()):
+            raise ValueError(
+                f"{what} ({type(layer).__name__}) parameter {name!r} has non-finite entries "
+                "(NaN or inf)"
+            )
 
 
 # ----------------------------------------------------------------------------
@@ -109,38 +127,10 @@ def to_lti(layer: torch.nn.Module) -> DiagonalLTI:
 
 def _lti_tensors(lti: DiagonalLTI, device: torch.device):
     """``(lam, B, C, D)`` as complex128/complex128/complex128/float64 on ``device``, checked."""
-    if not isinstance(lti, DiagonalLTI):
-        raise TypeError(f"lti must be a DiagonalLTI, got {type(lti).__name__}")
-    out = {}
-    for name in ("lam", "B", "C", "D"):
-        v = getattr(lti, name)
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"lti.{name} must be a torch.Tensor, got {type(v).__name__}")
-        out[name] = v.detach().to(device)
-    lam, B, C, D = out["lam"], out["B"], out["C"], out["D"]
-    if D.is_complex():
-        if bool((D.imag != 0).any()):
-            raise ValueError("lti.D must be real, got a complex D with nonzero imaginary part")
-        D = D.real
-    lam, B, C, D = lam.to(_C128), B.to(_C128), C.to(_C128), D.to(_F64)
-    if lam.dim() != 2 or lam.shape[1] < 1:
-        raise ValueError(f"lti.lam must have shape (G, N) with N >= 1, got {tuple(lam.shape)}")
-    G, N = lam.shape
-    if B.dim() != 3 or B.shape[:2] != (G, N):
-        raise ValueError(f"lti.B must have shape ({G}, {N}, m), got {tuple(B.shape)}")
-    if C.dim() != 3 or C.shape[0] != G or C.shape[2] != N:
-        raise ValueError(f"lti.C must have shape ({G}, p, {N}), got {tuple(C.shape)}")
-    if D.shape != (G, C.shape[1], B.shape[2]):
-        raise ValueError(
-            f"lti.D must have shape ({G}, {C.shape[1]}, {B.shape[2]}), got {tuple(D.shape)}"
-        )
-    for name, v in (("lam", lam), ("B", B), ("C", C), ("D", D)):
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"lti.{name} has non-finite entries")
-    rmax = float(lam.abs().max())
-    if rmax >= 1.0:
-        raise ValueError(f"lti.lam must be strictly stable (|lam| < 1), got max |lam| = {rmax!r}")
-    return lam, B, C, D
+    check_lti(lti, "lti")
+    lam, B, C, D = (getattr(lti, f).detach().to(device) for f in ("lam", "B", "C", "D"))
+    D = D.real if D.is_complex() else D
+    return lam.to(_C128), B.to(_C128), C.to(_C128), D.to(_F64)
 
 
 def _diagonal_of(D: torch.Tensor, what: str) -> torch.Tensor:
@@ -350,8 +340,10 @@ def from_lti(layer: torch.nn.Module, lti: DiagonalLTI) -> None:
                     f"the system is not representable: parameter {name} would be non-finite "
                     f"in {dtype} (e.g. |lam| too close to 1 or 0, or a phase too close to 0)"
                 )
-        # the recurrence the layer will actually run, in its own dtype
-        vals = [new.get(n, getattr(layer, n).detach()) for n in layer._param_names]
+        # the recurrence the layer will actually run: its parameters rounded to
+        # their dtype, computed in the layer's compute dtype
+        cdt = compute_dtype(dtype)
+        vals = [new.get(n, getattr(layer, n).detach()).to(cdt) for n in layer._param_names]
         log_lam, Bd, Cd, _ = spec.discrete(layer, *vals)
         rmax = float(torch.exp(log_lam).abs().max())
         if not rmax < 1.0:
@@ -377,9 +369,9 @@ _STATE_KEY = {LRU: ("nu_log", 0, 1), S5: ("Lambda_re_log", 0, 1), S4D: ("log_A_r
 
 
 def _state_size_in(module: StateSizedModule, prefix: str, state_dict: Mapping) -> int | None:
-    extra = state_dict.get(prefix + "_extra_state")
-    if isinstance(extra, dict) and "d_state" in extra:
-        return int(extra["d_state"])
+    key = prefix + "_extra_state"
+    if key in state_dict:
+        return module._extra_state_size(state_dict[key])  # ValueError if malformed
     for cls in type(module).__mro__:
         if cls in _STATE_KEY:
             key, axis, factor = _STATE_KEY[cls]
@@ -409,13 +401,16 @@ def resize_to_state_dict(model: torch.nn.Module, state_dict: Mapping) -> dict[st
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-    resized = {}
+    sizes = {}  # read (and validate) every size before resizing anything
     for name, module in model.named_modules():
         if not isinstance(module, StateSizedModule):
             continue
         n = _state_size_in(module, f"{name}." if name else "", state_dict)
         if n is not None and n != module.d_state:
-            old = module.d_state
-            module._resize_state_(n)
-            resized[name] = (old, n)
+            sizes[name] = (module, n)
+    resized = {}
+    for name, (module, n) in sizes.items():
+        old = module.d_state
+        module._resize_state_(n)
+        resized[name] = (old, n)
     return resized

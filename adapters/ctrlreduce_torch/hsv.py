@@ -52,13 +52,20 @@ Factors: batched Cholesky of the closed-form Gramians; for systems whose
 Gramian is numerically singular or ill-conditioned, Hammarling's method from
 ``B`` (or ``C``) directly (:func:`hammarling_factor`), which keeps the relative
 accuracy of small HSVs.  HSVs: ``svdvals(Lo^H Lc)`` (the square-root method).
+
+Scale: :func:`hankel_singular_values` (and ``reduce_``) first divide ``B`` and
+``C`` of each system by powers of two near their largest entries
+(:func:`scaled_system`), since the Gramians are quadratic in them and would
+over- or underflow float64 beyond about ``1e+-154``; the factors are linear,
+so the HSVs scale back exactly (:func:`unscale_hsv`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._lti import DiagonalLTI
+from ._checks import check_bool
+from ._lti import DiagonalLTI, check_lti
 
 __all__ = [
     "layer_form",
@@ -68,6 +75,9 @@ __all__ = [
     "hankel_singular_values",
     "hsv_from_factors",
     "real_gramians",
+    "pow2",
+    "scaled_system",
+    "unscale_hsv",
     "complex_gramians",
 ]
 
@@ -84,25 +94,6 @@ def as_lti(layer_or_lti: object, name: str = "layer_or_lti") -> DiagonalLTI:
         f"{name} must be an LRU, S5 or S4D layer or a DiagonalLTI, "
         f"got {type(layer_or_lti).__name__}"
     )
-
-
-def check_lti(lti: DiagonalLTI, name: str = "layer_or_lti") -> None:
-    """Validate shapes, finiteness and strict stability ``|lam| < 1``."""
-    G, N = lti.lam.shape
-    if lti.B.ndim != 3 or lti.B.shape[:2] != (G, N):
-        raise ValueError(f"{name}: B must have shape ({G}, {N}, m), got {tuple(lti.B.shape)}")
-    if lti.C.ndim != 3 or lti.C.shape[0] != G or lti.C.shape[2] != N:
-        raise ValueError(f"{name}: C must have shape ({G}, p, {N}), got {tuple(lti.C.shape)}")
-    for field in ("lam", "B", "C", "D"):
-        t = getattr(lti, field)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name}: {field} has non-finite entries (NaN or inf)")
-    rho = float(lti.lam.abs().max()) if lti.lam.numel() else 0.0
-    if rho >= 1.0:
-        raise ValueError(
-            f"{name}: every eigenvalue must satisfy |lam| < 1 (strictly stable), "
-            f"got max |lam| = {rho!r}"
-        )
 
 
 def standard_form(lti: DiagonalLTI) -> DiagonalLTI:
@@ -279,6 +270,55 @@ def gramian_factors(
     return Lc, Lo
 
 
+#: Scaling exponents are clamped to this range so that ``2^-e`` stays a
+#: normal float64 (subnormal inputs are still brought up by ``2^1000``).
+_MAX_EXP = 1000
+
+
+def _pow2_exponent(X: torch.Tensor) -> torch.Tensor:
+    """(G,) int64 ``e`` with ``2^e`` within a factor 2 of ``max |X[g]|`` (0 for a zero block)."""
+    m = X.abs().flatten(1).amax(dim=1).to(torch.float64)  # (G,)
+    _, e = torch.frexp(m)  # m = f 2^e, f in [0.5, 1); e = 0 for m = 0
+    return e.to(torch.int64).clamp(-_MAX_EXP, _MAX_EXP)
+
+
+def scaled_system(lti: DiagonalLTI) -> tuple[DiagonalLTI, torch.Tensor, torch.Tensor]:
+    """``(lti_s, eB, eC)``: ``B = 2^eB B_s``, ``C = 2^eC C_s`` per system, ``max |B_s|, |C_s| ~ 1``.
+
+    Gramians are quadratic in ``B`` and ``C`` and over- or underflow
+    float64 for entries beyond about ``1e+-154``; their factors are linear
+    (``L(a B) = a L(B)``), so the HSVs of the original are
+    ``2^(eB + eC)`` times those of the scaled system and a balanced
+    truncation of the scaled system, with ``B_r, C_r`` multiplied back by
+    ``2^eB``, ``2^eC``, is that of the original.  Powers of two make the
+    scaling exact.  ``lam`` and ``D`` are unchanged.
+    """
+    eB, eC = _pow2_exponent(lti.B), _pow2_exponent(lti.C)
+    Bs = lti.B.to(torch.complex128) * pow2(-eB)[:, None, None]
+    Cs = lti.C.to(torch.complex128) * pow2(-eC)[:, None, None]
+    return DiagonalLTI(lti.lam, Bs, Cs, lti.D), eB, eC
+
+
+def pow2(e: torch.Tensor) -> torch.Tensor:
+    """``2^e`` in float64 (exact for integer ``|e| <= 1022``), on ``e``'s device."""
+    return torch.exp2(e.to(torch.float64))
+
+
+def unscale_hsv(
+    hsv: torch.Tensor, eB: torch.Tensor, eC: torch.Tensor, name: str = "layer_or_lti"
+) -> torch.Tensor:
+    """``2^(eB + eC) * hsv`` per system (float64); ``ValueError`` if that overflows float64."""
+    e = (eB + eC).to(hsv.device)[:, None]
+    out = hsv.to(torch.float64) * pow2(e // 2) * pow2(e - e // 2)  # two factors: 2^e may overflow
+    if not bool(torch.isfinite(out).all()):
+        big = float(torch.log10(hsv.amax().clamp(min=1e-300))) + float((eB + eC).max()) * 0.30103
+        raise ValueError(
+            f"{name}: the Hankel singular values are not representable in float64 "
+            f"(about 1e{big:.0f}); B and C are too large"
+        )
+    return out
+
+
 def hsv_from_factors(Lc: torch.Tensor, Lo: torch.Tensor) -> torch.Tensor:
     """``svdvals(Lo^H Lc)``, descending, (..., n) float64."""
     return torch.linalg.svdvals(Lo.mH @ Lc).to(torch.float64)
@@ -326,22 +366,26 @@ def hankel_singular_values(
     TypeError
         ``layer_or_lti`` is neither a supported layer nor a ``DiagonalLTI``.
     ValueError
-        Non-finite parameters, or an eigenvalue with ``|lam| >= 1``.
+        Non-finite parameters (the message names the parameter), an
+        eigenvalue with ``|lam| >= 1``, or HSVs beyond float64's range.
 
     Notes
     -----
-    Closed-form Gramians (module docstring), factors by batched Cholesky
+    ``B`` and ``C`` are first scaled by powers of two per system
+    (:func:`scaled_system`), so entries anywhere in float64's range give
+    correct HSVs (or a ``ValueError`` when the HSVs themselves overflow),
+    never NaN.  Closed-form Gramians (module docstring), factors by batched Cholesky
     (Hammarling's method for the systems where it fails), then the square-root method
     ``hsv = svdvals(Lo^T Lc)``, all batched over ``G`` in float64/complex128.
     No Python loop over systems or states.
     """
-    if not isinstance(augmented, bool):
-        raise TypeError(f"augmented must be a bool, got {augmented!r}")
-    if not isinstance(layer_convention, bool):
-        raise TypeError(f"layer_convention must be a bool, got {layer_convention!r}")
+    check_bool(augmented, "augmented")
+    check_bool(layer_convention, "layer_convention")
     with torch.no_grad():
         lti = as_lti(layer_or_lti)
-        check_lti(lti)
+        check_lti(lti, "layer_or_lti")
         if not layer_convention:
             lti = standard_form(lti)
-        return hsv_from_factors(*gramian_factors(lti, augmented=augmented))
+        lti_s, eB, eC = scaled_system(lti)
+        hsv = hsv_from_factors(*gramian_factors(lti_s, augmented=augmented))
+        return unscale_hsv(hsv, eB, eC)

@@ -29,7 +29,8 @@ import math
 
 import torch
 
-from ._scan import MIMOLayer, check_size
+from ._checks import check_real, check_size
+from ._scan import MIMOLayer
 
 __all__ = ["LRU"]
 
@@ -86,19 +87,22 @@ class LRU(MIMOLayer):
         super().__init__()
         H = check_size(d_model, "d_model")
         N = check_size(d_state, "d_state")
-        r_min, r_max, max_phase = float(r_min), float(r_max), float(max_phase)
-        if not (0.0 <= r_min < r_max <= 1.0):
+        r_min = check_real(r_min, "r_min", lo=0.0, hi=1.0, hi_open=True)
+        r_max = check_real(r_max, "r_max", lo=0.0, hi=1.0, lo_open=True)
+        if not r_min < r_max:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
-        if not (math.isfinite(max_phase) and max_phase > 0.0):
-            raise ValueError(f"max_phase must be positive and finite, got {max_phase}")
+        max_phase = check_real(max_phase, "max_phase", lo=0.0, lo_open=True)
         self.d_model = H
         tiny = torch.finfo(torch.float64).tiny
         u1 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)
         u2 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)
-        nu_log = torch.log(-0.5 * torch.log(u1 * (r_max**2 - r_min**2) + r_min**2))
-        theta_log = torch.log(max_phase * u2)
-        mod = torch.exp(-torch.exp(nu_log))
-        gamma_log = torch.log(torch.sqrt(1.0 - mod**2))
+        # log |lam|^2 = 2 log r_max + log(u1 (1 - q^2) + q^2), q = r_min / r_max: no
+        # underflow of r^2 for tiny radii (r_max = 1e-320 is a valid, if odd, choice)
+        q2 = (r_min / r_max) ** 2
+        log_mod2 = 2 * math.log(r_max) + torch.log(u1 * (1 - q2) + q2)
+        nu_log = torch.log(-0.5 * log_mod2)
+        theta_log = math.log(max_phase) + torch.log(u2)
+        gamma_log = 0.5 * torch.log(-torch.expm1(log_mod2))  # log sqrt(1 - |lam|^2)
         init = {
             "nu_log": nu_log,
             "theta_log": theta_log,

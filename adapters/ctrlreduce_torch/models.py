@@ -17,10 +17,13 @@ be built directly at the per-layer sizes a compressed run ended with.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from ._checks import check_choice, check_real, check_size, seen
 
 __all__ = ["LAYER_TYPES", "SequenceClassifier", "layer_class"]
 
@@ -100,12 +103,22 @@ class SequenceClassifier(nn.Module):
         **layer_kwargs,
     ) -> None:
         super().__init__()
-        if mixer not in ("glu", "gelu"):
-            raise ValueError(f"mixer must be 'glu' or 'gelu', got {mixer!r}")
-        cls = layer_class(layer)
-        sizes = [int(d_state)] * n_layers if isinstance(d_state, int) else [int(s) for s in d_state]
-        if not sizes or any(s < 1 for s in sizes):
-            raise ValueError(f"d_state must be positive, got {sizes}")
+        d_input = check_size(d_input, "d_input")
+        n_classes = check_size(n_classes, "n_classes")
+        d_model = check_size(d_model, "d_model")
+        n_layers = check_size(n_layers, "n_layers")
+        dropout = check_real(dropout, "dropout", lo=0.0, hi=1.0, hi_open=True)
+        check_choice(mixer, "mixer", ("glu", "gelu"))
+        cls = layer_class(check_choice(layer, "layer", LAYER_TYPES))
+        is_seq = isinstance(d_state, Sequence) and not isinstance(d_state, (str, bytes))
+        if not (is_seq or isinstance(d_state, numbers.Integral)):
+            raise TypeError(f"d_state must be an int or a sequence of ints, got {seen(d_state)}")
+        if is_seq:
+            sizes = [check_size(s, "d_state entries") for s in d_state]
+            if not sizes:
+                raise ValueError("d_state must be an int or a non-empty sequence of ints, got []")
+        else:
+            sizes = [check_size(d_state, "d_state")] * n_layers
         self.layer_type = layer
         self.encoder = nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(

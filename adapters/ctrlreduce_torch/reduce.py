@@ -53,6 +53,11 @@ In discrete time the truncated system is not itself balanced: its HSVs are
 not exactly the kept ones.  They obey Weyl's inequality for Hankel operators,
 ``|sigma_i(S_r) - sigma_i(S)| <= ||S - S_r||_inf <= error_bound``.
 
+Scale: the truncation is computed on the system with ``B`` and ``C`` divided
+by powers of two (:func:`ctrlreduce_torch.hsv.scaled_system`), and ``B_r``,
+``C_r``, the HSVs and the bound are multiplied back, so entries anywhere in
+float64's range reduce exactly as the unscaled layer does.
+
 Write back: :func:`ctrlreduce_torch.convert.from_lti` on a deep copy first;
 the copy's map (``to_lti`` after the parametrization round trip, in the
 layer's dtype) is compared with ``(Ak, Bk, Ck)`` at points on the unit circle
@@ -80,13 +85,10 @@ from typing import Any
 import torch
 
 from . import convert  # module reference: convert.from_lti is patched in tests
-from ._lti import DiagonalLTI
-from .hsv import (
-    check_lti,
-    gramian_factors,
-)
+from ._lti import DiagonalLTI, check_lti
+from .hsv import gramian_factors, pow2, scaled_system, unscale_hsv
 from .lru import LRU
-from .optim import rebind_optimizer_
+from .optim import check_rebindable, rebind_optimizer_
 
 __all__ = [
     "ReductionReport",
@@ -423,9 +425,7 @@ def realization_mismatch(trunc: _Truncation, written: DiagonalLTI, n_probes: int
 # ------------------------------------------------------------ public entry point
 def _check_layer(layer: object) -> None:
     convert._spec(layer)  # TypeError naming the supported layers
-    for name, prm in layer.named_parameters():
-        if not bool(torch.isfinite(prm).all()):
-            raise ValueError(f"layer parameter {name!r} has non-finite entries (NaN or inf)")
+    convert.check_finite_parameters(layer)
 
 
 def _check_fraction(value: Any, name: str, lo: float, hi: float) -> None:
@@ -471,16 +471,37 @@ def _default_map_rtol(layer: torch.nn.Module) -> float:
     # Parameters in dtype ``dt`` round the reduced model by ~eps(dt) relative,
     # amplified near resonances by up to 1 / (1 - |lam|); 1e4 eps leaves room
     # for that in float32 (1.2e-3) and for the conditioning of the
-    # re-diagonalization in float64 (floor 1e-7).
+    # re-diagonalization in float64 (floor 1e-7).  In the 16-bit dtypes 1e4 eps
+    # exceeds 1 and would accept anything; their write-backs measured up to
+    # 14 eps (float16) and 10 eps (bfloat16), so 64 eps (0.0625, 0.5) there.
     dt = next((q.dtype for q in layer.parameters() if q.is_floating_point()), torch.float64)
-    return max(1e4 * torch.finfo(dt).eps, 1e-7)
+    factor = 64.0 if dt.itemsize == 2 else 1e4
+    return max(factor * torch.finfo(dt).eps, 1e-7)
 
 
-def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol):
-    """Reduce a deep copy of ``layer``; return ``(truncation, mismatch)`` or raise _Refused."""
+def _unscaled(trunc: _Truncation, eB: torch.Tensor, eC: torch.Tensor, bound: float) -> _Truncation:
+    """The truncation of the original system from that of :func:`scaled_system`'s.
+
+    ``B_r`` and ``Bk`` times ``2^eB``, ``C_r`` and ``Ck`` times ``2^eC`` (exact
+    powers of two), per system; ``bound`` is the bound in the original HSVs.
+    """
+    sB = pow2(eB.to(trunc.Ak.device))[:, None, None]
+    sC = pow2(eC.to(trunc.Ak.device))[:, None, None]
+    lti = DiagonalLTI(trunc.lti.lam, trunc.lti.B * sB, trunc.lti.C * sC, trunc.lti.D)
+    return _Truncation(lti, trunc.Ak, trunc.Bk * sB, trunc.Ck * sC, bound, trunc.method)
+
+
+def _attempt(layer, lf, r, method, factors, margin, min_phase, map_rtol, scales, bound):
+    """Reduce a deep copy of ``layer``; return ``(truncation, mismatch)`` or raise _Refused.
+
+    ``lf`` and ``factors`` are those of the scaled system; ``scales = (eB, eC)``
+    (see :func:`ctrlreduce_torch.hsv.scaled_system`) and ``bound`` the
+    a-priori bound of the original.
+    """
     trunc = balanced_truncation_lti(
         lf, r, method=method, margin=margin, min_phase=min_phase, _factors=factors
     )
+    trunc = _unscaled(trunc, *scales, bound)
     trial = copy.deepcopy(layer)
     try:
         convert.from_lti(trial, trunc.lti)
@@ -564,7 +585,10 @@ def reduce_(
         ``optimizer`` not a ``torch.optim.Optimizer``.
     ValueError
         Both or neither of ``order``/``tol``; ``order`` out of range; ``tol <= 0``;
-        unknown ``method``; non-finite layer parameters.
+        unknown ``method``; non-finite layer parameters (named); HSVs beyond
+        float64; an optimizer whose state cannot be carried across the resize
+        (see :func:`ctrlreduce_torch.optim.check_rebindable`; LBFGS can).
+        All raised before anything is changed.
 
     Notes
     -----
@@ -579,11 +603,9 @@ def reduce_(
     """
     t0 = time.perf_counter()
     _check_layer(layer)
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
     d_state = int(layer.d_state)
+    if optimizer is not None:  # TypeError, or ValueError for state it cannot carry
+        check_rebindable(optimizer, [getattr(layer, n) for n in layer._state_shapes(d_state)])
     with torch.no_grad():
         lti = convert.to_lti(layer)
         check_lti(lti, name="layer")
@@ -597,15 +619,18 @@ def reduce_(
         if map_rtol is not None:
             _check_fraction(map_rtol, "map_rtol", 0.0, math.inf)
         rt = _default_map_rtol(layer) if map_rtol is None else float(map_rtol)
-        lf = lti
+        # B and C scaled by powers of two (exact): Gramians of entries beyond
+        # ~1e+-154 would over- or underflow; factors, HSVs and the truncation scale back
+        lf, eB, eC = scaled_system(lti)
         tries = ("real", "complex") if method == "auto" else (method,)
         reasons: list[str] = []
         result = None
         for meth in tries:
             per = 2 if meth == "real" else 1
             factors = _square_root_factors(lf, meth)
-            hsv = factors[3].detach().to("cpu", torch.float64)
-            r = _choose_r(order, tol, ratio, N, factors[3], per)
+            s_full = unscale_hsv(factors[3], eB, eC, name="layer")  # ValueError on overflow
+            hsv = s_full.detach().to("cpu", torch.float64)
+            r = _choose_r(order, tol, ratio, N, s_full, per)
             if r == N:
                 why = (
                     "order equals the current d_state; nothing to reduce"
@@ -616,14 +641,17 @@ def reduce_(
                     d_state, d_state, hsv, 0.0, False, why, time.perf_counter() - t0, method=meth
                 )
             try:
-                result = _attempt(layer, lf, r, meth, factors, margin, min_phase, rt)
+                bound = float(tail_bounds(s_full, per)[r])
+                result = _attempt(
+                    layer, lf, r, meth, factors, margin, min_phase, rt, (eB, eC), bound
+                )
                 break
             except _Refused as exc:
                 reasons.append(f"{meth}: {exc}")
         if result is None:
             reason = "; ".join(reasons)
             warnings.warn(f"reduce_ refused ({reason}); layer left unchanged", RuntimeWarning, 2)
-            bound = float(tail_bounds(factors[3], per)[r])
+            bound = float(tail_bounds(s_full, per)[r])
             return ReductionReport(
                 d_state, d_state, hsv, bound, False, reason, time.perf_counter() - t0, method=meth
             )

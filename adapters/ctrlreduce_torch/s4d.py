@@ -34,12 +34,13 @@ import math
 
 import torch
 
+from ._checks import check_size
 from ._scan import (
     StateSizedModule,
-    check_input,
-    check_size,
     check_step_range,
+    compute_dtype,
     diagonal_scan,
+    run_in_compute_dtype,
     sample_log_step,
     sequential_scan,
 )
@@ -140,27 +141,38 @@ class S4D(StateSizedModule):
     def kernel(self, length: int) -> torch.Tensor:
         """The convolution kernel ``K (d_model, length)`` (without ``D``)."""
         L = check_size(length, "length")
-        log_lam, Bbar, C, _ = self._discrete()
-        return s4d_kernel(log_lam, C * Bbar, L)
+        log_lam, Bbar, C, _ = self._discrete(compute_dtype(self.D.dtype))
+        return s4d_kernel(log_lam, C * Bbar, L).to(self.D.dtype)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``y_h = 2 Re(C_h x_h) + D_h u_h`` for ``u (batch, length, d_model)``, by FFT."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        if u.shape[1] == 0:
-            return u * self.D
-        log_lam, Bbar, C, D = self._discrete()
+        """``y_h = 2 Re(C_h x_h) + D_h u_h`` for ``u (batch, length, d_model)``, by FFT.
+
+        The kernel and the FFT run in float32 or float64 whatever the
+        parameter and input dtypes, with autocast off; the output is in the
+        autocast dtype inside ``torch.autocast``, else in the parameters'
+        dtype (see :func:`ctrlreduce_torch._scan.precision`).
+        """
+        return run_in_compute_dtype(u, self.d_model, self.D.dtype, self._fft_forward)
+
+    def _fft_forward(self, u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if u.numel() == 0:  # (MKL's FFT refuses a batch of 0)
+            return u * self.D.to(dtype)
+        log_lam, Bbar, C, D = self._discrete(dtype)
         K = s4d_kernel(log_lam, C * Bbar, u.shape[1])
         return fft_causal_conv(u, K) + u * D
 
     def _forward_by(self, scan, u: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
         """:meth:`forward` with ``scan`` (a diagonal-recurrence solver) over all ``H M`` modes."""
-        u = check_input(u, self.d_model, self.D.dtype)
-        if u.shape[1] == 0:
-            return u * self.D
-        log_lam, Bbar, C, D = self._discrete()
-        X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (H M, b, L)
-        x = scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
-        return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
+
+        def run(u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+            if u.numel() == 0:
+                return u * self.D.to(dtype)
+            log_lam, Bbar, C, D = self._discrete(dtype)
+            X = (u.permute(2, 0, 1)[:, None] * Bbar[..., None, None]).flatten(0, 1)  # (HM, b, L)
+            x = scan(log_lam.reshape(-1), X).unflatten(0, Bbar.shape)  # (H, M, b, L)
+            return (x * C[..., None, None]).real.sum(1).permute(1, 2, 0) + u * D
+
+        return run_in_compute_dtype(u, self.d_model, self.D.dtype, run)
 
     def _forward_scan(self, u: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` by the chunked diagonal scan (for comparison with the FFT)."""

@@ -33,12 +33,8 @@ import math
 
 import torch
 
-from ._scan import (
-    MIMOLayer,
-    check_size,
-    check_step_range,
-    sample_log_step,
-)
+from ._checks import check_choice, check_size
+from ._scan import MIMOLayer, check_step_range, sample_log_step
 
 __all__ = ["S5"]
 
@@ -109,10 +105,7 @@ class S5(MIMOLayer):
         super().__init__()
         H = check_size(d_model, "d_model")
         P = check_size(d_state, "d_state")
-        if discretization not in DISCRETIZATIONS:
-            raise ValueError(
-                f"discretization must be one of {DISCRETIZATIONS}, got {discretization!r}"
-            )
+        check_choice(discretization, "discretization", DISCRETIZATIONS)
         dt_min, dt_max = check_step_range(dt_min, dt_max)
         self.d_model = H
         self.discretization = discretization

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +81,13 @@ class Config:
     eval_every: int = 50
     task_kwargs: dict[str, Any] = field(default_factory=dict)
 
+
+#: Default ``--threads``.  Measured per step at the demo's sizes on 2 cores
+#: (``benchmarks/bench_threads.py``, docs/benchmarks.md): idle, 2 threads were
+#: 1.5x faster than 1; with one other busy process, 1 thread was unchanged while
+#: 2 threads became 2.1x slower (median, 90th percentile 7x): a thread pool waits
+#: for its slowest thread.  One thread degrades gracefully.
+DEFAULT_THREADS = 1
 
 #: Defaults per task (chosen as documented in docs/compressm.md).
 DEFAULTS: dict[str, Config] = {
@@ -386,8 +392,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="torch.set_num_threads (default 2; use 1 when the cores are shared)",
+        default=DEFAULT_THREADS,
+        help=f"torch.set_num_threads (default {DEFAULT_THREADS}: unaffected by other busy "
+        "processes; on idle cores 2 threads are about 1.5x faster per step, see "
+        "docs/benchmarks.md)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
     for name, typ in (

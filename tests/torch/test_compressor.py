@@ -383,3 +383,178 @@ def test_resume_in_the_wrong_order_is_refused():
     model2.load_state_dict(sd)  # resizes the layers behind the optimizer's back
     with pytest.raises(RuntimeError, match="before model.load_state_dict"):
         comp2.load_state_dict(cs)
+
+
+# --------------------------------------------------------------------------- LBFGS
+
+
+@pytest.mark.parametrize("selection", ["smallest", "random"])
+def test_lbfgs_trains_through_the_cuts(selection):
+    """LBFGS's flat state is restarted (balanced truncation) or sliced (modal selection) at
+    each cut; the next ``opt.step(closure)`` used to crash with a size mismatch."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(1, 3, d_model=4, d_state=12, n_layers=2, layer="lru")
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=3, history_size=4)
+    comp = Compressor(model, opt, total_steps=12, tau=0.2, window=0.5, attempts=2,
+                      selection=selection)
+    losses = []
+    for step in range(12):
+        x, y = batch(step)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        losses.append(float(opt.step(closure).detach()))
+        comp.step()
+    assert any(h["applied"] for h in comp.history), [h["reason"] for h in comp.history]
+    assert sum(model.state_dims) < 24
+    assert all(np.isfinite(losses)) and all_finite(model)
+    total = sum(p.numel() for p in model.parameters())
+    state = opt.state[opt.param_groups[0]["params"][0]]
+    assert state["d"].numel() == total
+
+
+# --------------------------------------------------------------------------- argument table
+
+_I64, _F64, _F32 = np.int64, np.float64, np.float32
+# argument -> (accepted values, [(bad value, exception type)]); modes are given alone
+ARG_TABLE = {
+    "total_steps": (
+        [100, _I64(100), np.int32(40)],
+        [(0, ValueError), (-5, ValueError), (1.5, TypeError), (100.0, TypeError),
+         (True, TypeError), ("100", TypeError), (None, TypeError), (np.bool_(True), TypeError)],
+    ),
+    "tau": (
+        [0.05, _F64(0.05), _F32(0.5), 1e-9],
+        [(0.0, ValueError), (1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
+         (float("inf"), ValueError), ("0.05", TypeError), (True, TypeError),
+         (torch.tensor(0.05), TypeError)],
+    ),
+    "tol": (
+        [0.1, 3, _F64(1e-3), _I64(2)],
+        [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+         (float("nan"), ValueError), (True, TypeError), ("1e-3", TypeError), ([0.1], TypeError)],
+    ),
+    "final_fraction": (
+        [0.5, 1.0, _F64(0.25), 1],
+        [(0.0, ValueError), (1.5, ValueError), (float("nan"), ValueError), ("0.5", TypeError),
+         (False, TypeError)],
+    ),
+    "state_budget": (
+        [8, _I64(8), 1],
+        [(0, ValueError), (-3, ValueError), (True, TypeError), (8.0, TypeError),
+         ("8", TypeError)],
+    ),
+    "window": (
+        [0.5, 1.0, _F64(0.5), 1],
+        [(0.0, ValueError), (1.01, ValueError), (float("nan"), ValueError), ("0.5", TypeError),
+         (True, TypeError), (None, TypeError)],
+    ),
+    "attempts": (
+        [2, _I64(2)],
+        [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError),
+         ("2", TypeError)],
+    ),
+    "min_reduction": (
+        [0.0, 0.5, _F64(0.05)],
+        [(1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError), ("0", TypeError),
+         (True, TypeError)],
+    ),
+    "selection": (
+        ["smallest", "random", "largest"],
+        [("median", ValueError), ("", ValueError), (None, TypeError), (1, TypeError),
+         (["smallest"], TypeError)],
+    ),
+    "seed": (
+        [0, 7, _I64(3), 2**40],
+        [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("1", TypeError),
+         (None, TypeError)],
+    ),
+    "ema": (
+        [(), []],
+        [(5, TypeError), ("ema", TypeError), ([5], TypeError), (torch.nn.Linear(2, 2), TypeError)],
+    ),
+    "distributed": (
+        [None, False, np.bool_(False)],
+        [(1, TypeError), ("yes", TypeError), (True, ValueError)],
+    ),
+}
+MODES = ("tau", "tol", "final_fraction", "state_budget")
+
+
+def _kwargs(name, value):
+    kw = {"total_steps": 100, "window": 0.5, "attempts": 2}
+    if name not in MODES:
+        kw["tau"] = 0.1
+    kw[name] = value
+    return kw
+
+
+@pytest.mark.parametrize("name", list(ARG_TABLE))
+def test_every_argument_is_checked_by_type_and_range(name):
+    """Bools are not numbers, strings are not numbers, NumPy scalars are; every refusal names
+    the argument and shows the value seen with its type; distributed=True without a process
+    group fails at construction."""
+    model, opt = make("s4d", 8)
+    good, bad = ARG_TABLE[name]
+    for value in good:
+        comp = Compressor(model, opt, **_kwargs(name, value))
+        if name in ("total_steps", "attempts", "state_budget", "seed"):
+            assert type(getattr(comp, "value" if name == "state_budget" else name)) is int
+        if name in ("tau", "tol", "final_fraction", "window", "min_reduction"):
+            assert type(getattr(comp, "value" if name in MODES else name)) is float
+    for value, exc in bad:
+        with pytest.raises(exc) as info:
+            Compressor(model, opt, **_kwargs(name, value))
+        msg = str(info.value)
+        assert name in msg, (value, msg)
+        if name == "distributed" and value is True:
+            assert "init_process_group" in msg
+        elif name == "ema" and isinstance(value, list):
+            assert "int" in msg  # the entry seen
+        else:
+            assert type(value).__name__ in msg, (value, msg)
+
+
+def test_model_and_optimizer_arguments():
+    model, opt = make("s4d", 8)
+    for bad in (None, "model", torch.nn.Linear):
+        with pytest.raises(TypeError, match="model must be"):
+            Compressor(bad, opt, total_steps=100, tau=0.1)
+    for bad in (None, "adam", [opt]):
+        with pytest.raises(TypeError, match="optimizer must be"):
+            Compressor(model, bad, total_steps=100, tau=0.1)
+    with pytest.raises(TypeError, match="total_steps"):
+        Compressor(model, opt, tau=0.1, total_steps=None)
+
+
+def test_non_finite_layer_refused_at_construction():
+    model, opt = make("lru", 8)
+    with torch.no_grad():
+        model.blocks[1].ssm.nu_log[2] = float("inf")
+    with pytest.raises(ValueError, match=r"layer 'blocks.1.ssm' \(LRU\) parameter 'nu_log'"):
+        Compressor(model, opt, total_steps=100, tau=0.1)
+
+
+def test_load_state_dict_refuses_bad_state_before_touching():
+    model, opt = make("s4d", 8)
+    comp = Compressor(model, opt, total_steps=40, tau=0.2, window=0.5, attempts=2)
+    good = comp.state_dict()
+    dims = list(model.state_dims)
+    cases = [
+        (None, TypeError, "state"),
+        ([1, 2], TypeError, "state"),
+        ({k: v for k, v in good.items() if k != "history"}, ValueError, "history"),
+        ({**good, "state_dims": [4, "x"]}, TypeError, "state_dims"),
+        ({**good, "state_dims": [4, 3]}, ValueError, "multiple of 2"),
+        ({**good, "state_dims": 4}, TypeError, "state_dims"),
+        ({**good, "step_count": -1}, ValueError, "step_count"),
+        ({**good, "elapsed": "1s"}, TypeError, "elapsed"),
+    ]
+    for bad, exc, what in cases:
+        with pytest.raises(exc, match=what):
+            comp.load_state_dict(bad)
+        assert model.state_dims == dims

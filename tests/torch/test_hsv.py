@@ -259,3 +259,57 @@ def test_hammarling_factor_solves_stein(device):
     P, _ = complex_gramians(lti)
     assert bool((R.tril(-1) == 0).all())
     assert float((R @ R.mH - P).abs().max()) <= 1e-13 * float(P.abs().max())
+
+
+# ------------------------------------------------------------------ non-finite and extreme scales
+@pytest.mark.parametrize("kind", ["lru", "s5", "s4d"])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_parameter_refused_naming_it(kind, bad):
+    """``nu_log = inf`` has a finite LTI form in the arithmetic (lam = 0) but is not a layer:
+    to_lti and the HSVs refuse every non-finite parameter, naming the layer and parameter."""
+    layer = make_layer(kind, 3, 4, 0, "cpu")
+    for name, prm in layer.named_parameters():
+        with torch.no_grad():
+            old = prm.view(-1)[0].clone()
+            prm.view(-1)[0] = bad
+        for fn in (to_lti, hankel_singular_values):
+            with pytest.raises(ValueError, match=rf"{type(layer).__name__}\) parameter '{name}'"):
+                fn(layer)
+        with torch.no_grad():
+            prm.view(-1)[0] = old
+
+
+def _scaled_layer(kind, b, c, seed=0):
+    """A float64 layer with B and C multiplied by ``b`` and ``c`` (through the parameters)."""
+    layer = make_layer(kind, 3, 6, seed, "cpu")
+    with torch.no_grad():
+        for n in ("B_re", "B_im"):
+            getattr(layer, n).mul_(b)
+        for n in ("C_re", "C_im"):
+            getattr(layer, n).mul_(c)
+    return layer
+
+
+@pytest.mark.parametrize("kind", ["lru", "s5", "s4d"])
+@pytest.mark.parametrize(
+    ("b", "c"), [(1e160, 1.0), (1.0, 1e-170), (1e-200, 1e200), (1e150, 1e150)]
+)
+def test_hsvs_scale_exactly_with_b_and_c(kind, b, c):
+    """HSVs of ``(lam, b B, c C)`` are ``b c`` times those of ``(lam, B, C)``, far beyond the
+    range where the Gramians (quadratic in B, C) over- or underflow float64."""
+    layer = _scaled_layer(kind, b, c)
+    for aug in (True, False):
+        h = hankel_singular_values(layer, augmented=aug)
+        r = hankel_singular_values(_scaled_layer(kind, 1.0, 1.0), augmented=aug)
+        assert bool(torch.isfinite(h).all())
+        top = r[:, :1]  # relative to each system's sigma_1, as everywhere in this file
+        assert bool(((h / (b * c) - r).abs() <= 1e-12 * top).all())
+
+
+@pytest.mark.parametrize("kind", ["lru", "s4d"])
+def test_hsvs_beyond_float64_raise_value_error(kind):
+    """When the HSVs themselves are not representable (B, C ~ 1e200): a ValueError, never NaN,
+    inf or a LinAlgError."""
+    layer = _scaled_layer(kind, 1e200, 1e200)
+    with pytest.raises(ValueError, match="not representable in float64"):
+        hankel_singular_values(layer)

@@ -340,6 +340,25 @@ def test_bad_input(kind):
     assert layer(torch.randn(2, 5, 3, dtype=torch.float64)).dtype == torch.float32
 
 
+@pytest.mark.parametrize("kind", ["lru", "s5_zoh", "s4d"])
+@pytest.mark.parametrize("shape", [(0, 7, 3), (2, 0, 3), (0, 0, 3), (0, 40, 3)])
+def test_empty_batch_or_sequence(kind, shape):
+    """An empty batch ``(0, L, H)`` or sequence ``(B, 0, H)`` gives an empty output, by every
+    path (FFT, chunked scan, sequential loop), and backward runs."""
+    layer = make_layer(kind, 3, 2, torch.float32, "cpu")
+    u = torch.randn(*shape, requires_grad=True)
+    paths = [layer, layer.forward_sequential]
+    if kind == "s4d":
+        paths.append(layer._forward_scan)
+    for fwd in paths:
+        y = fwd(u)
+        assert y.shape == shape and y.dtype == torch.float32
+        y.sum().backward()
+    # the scan itself, with an empty batch
+    X = torch.zeros(4, 0, 40, dtype=torch.complex64)
+    assert diagonal_scan(torch.full((4,), -0.1 + 0.5j), X).shape == (4, 0, 40)
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="d_state must be even"):
         S4D(3, 5)
@@ -362,3 +381,64 @@ def test_bad_constructor_arguments():
         S4D(2, 2, dt_min=0.1, dt_max=0.01)
     with pytest.raises(ValueError, match="new_d_state must be even"):
         S4D(2, 4)._resize_state_(3)
+
+
+# ---------------------------------------------------------------------------
+# failed loads leave the layer as it was
+# ---------------------------------------------------------------------------
+
+
+def _params_snapshot(layer):
+    return layer.d_state, {n: (p, p.detach().clone()) for n, p in layer.named_parameters()}
+
+
+def _assert_same(layer, snap):
+    d_state, params = snap
+    assert layer.d_state == d_state
+    now = dict(layer.named_parameters())
+    assert now.keys() == params.keys()
+    for n, (obj, val) in params.items():
+        assert now[n] is obj, n  # the same Parameter objects: an optimizer stays valid
+        assert torch.equal(now[n].detach(), val), n
+
+
+@pytest.mark.parametrize("kind", ["lru", "s5_zoh", "s4d"])
+def test_failed_load_leaves_layer_unchanged(kind):
+    layer = make_layer(kind, 3, 4, torch.float32, "cpu")
+    other = make_layer(kind, 3, 3, torch.float32, "cpu", seed=1)  # another size
+    sd = other.state_dict()
+    n_other = other.d_state
+    bad_cases = {
+        # extra state says one size, the tensors have another
+        "inconsistent extra state": {**sd, "_extra_state": {"d_state": layer.d_state + 2}},
+        "size says other, tensors this": {
+            **layer.state_dict(), "_extra_state": {"d_state": n_other}
+        },
+        # a resize with a state-sized tensor missing (it would stay zero)
+        "missing tensor": {k: v for k, v in sd.items() if not k.startswith("C_re")},
+        # consistent sizes, but an unexpected key (strict): torch would have copied the rest
+        "unexpected key": {**sd, "junk": torch.zeros(1)},
+        "wrong D shape": {**sd, "D": torch.zeros(5)},
+    }
+    for case, bad in bad_cases.items():
+        snap = _params_snapshot(layer)
+        with pytest.raises(RuntimeError):
+            layer.load_state_dict(bad)
+        _assert_same(layer, snap)
+        assert case
+    snap = _params_snapshot(layer)
+    with pytest.raises(ValueError, match="extra state"):
+        layer.load_state_dict({**sd, "_extra_state": 7})
+    _assert_same(layer, snap)
+    # nested in a model: an inconsistent state for the layer still leaves it untouched
+    model = torch.nn.Sequential(layer)
+    snap = _params_snapshot(layer)
+    with pytest.raises(RuntimeError, match="d_state"):
+        bad = bad_cases["inconsistent extra state"]
+        model.load_state_dict({f"0.{k}": v for k, v in bad.items()})
+    _assert_same(layer, snap)
+    # and a good load still works, across sizes
+    layer.load_state_dict(sd)
+    assert layer.d_state == n_other
+    u = torch.randn(2, 9, 3)
+    torch.testing.assert_close(layer(u), other(u), rtol=0, atol=0)

@@ -7,6 +7,7 @@ on the same system (transfer functions), bitwise equality when refused.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import warnings
@@ -597,3 +598,206 @@ def test_real_poles_kept_where_representable(device):
         rep = reduce_(lru, 1)
     assert not rep.applied
     assert_unchanged(lru, snap)
+
+
+# ------------------------------------------------------------------ non-finite and extreme scales
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_finite_parameter_refused_before_touching(kind):
+    layer = make_layer(kind, 3, 8, 0, "cpu")
+    opt = _trained_adam(layer)
+    with torch.no_grad():
+        layer.D[0] = float("inf")
+    snap = snapshot(layer, opt)
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__}\) parameter 'D'"):
+        reduce_(layer, 4, optimizer=opt)
+    assert_unchanged(layer, snap, opt)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("scale", [1e160, 1e-170])
+def test_huge_and_tiny_parameters_reduce_exactly(kind, scale):
+    """``B = 1e160`` (its Gramian overflows float64) or ``1e-170`` (underflows): the reduction
+    is that of the unscaled layer with B scaled back: same HSVs times the scale, the same bound
+    times the scale, the same reduced map times the scale."""
+    ref = make_layer(kind, 3, 8, 0, "cpu")
+    big = make_layer(kind, 3, 8, 0, "cpu")
+    with torch.no_grad():
+        big.B_re.mul_(scale)
+        big.B_im.mul_(scale)
+    r0 = reduce_(ref, 4)
+    r1 = reduce_(big, 4)
+    assert r0.applied and r1.applied, (r0.reason, r1.reason)
+    torch.testing.assert_close(r1.hsv / scale, r0.hsv, rtol=1e-12, atol=0)
+    assert r1.error_bound / scale == pytest.approx(r0.error_bound, rel=1e-9)
+    # the reduced maps: strictly proper parts F(z) = C (z - lam)^-1 B on the unit circle
+    ang = torch.linspace(0, 3.1, 7, dtype=torch.float64)
+    z = torch.polar(torch.ones_like(ang), ang)
+
+    def F(layer):
+        lti = to_lti(layer)
+        res = 1 / (z[:, None, None] - lti.lam[None])  # (K, G, N)
+        return torch.einsum("gpn,kgn,gnm->kgpm", lti.C, res, lti.B)
+
+    f0, f1 = F(ref), F(big)
+    torch.testing.assert_close(f1 / scale, f0, rtol=0, atol=1e-9 * float(f0.abs().max()))
+
+
+def test_unrepresentable_hsvs_raise_before_touching():
+    layer = make_layer("lru", 3, 8, 0, "cpu")
+    opt = _trained_adam(layer)
+    with torch.no_grad():
+        for n in ("B_re", "B_im", "C_re", "C_im"):
+            getattr(layer, n).mul_(1e200)
+    snap = snapshot(layer, opt)
+    with pytest.raises(ValueError, match="not representable"):
+        reduce_(layer, 4, optimizer=opt)
+    assert_unchanged(layer, snap, opt)
+
+
+# ------------------------------------------------------------------ LBFGS, factored and odd states
+def _lbfgs_setup(kind, first_is_layer, seed=0):
+    """A layer (alone, or after a Linear) trained 3 LBFGS steps on a regression task."""
+    layer, u, target = _regression(kind, "cpu")
+    model = layer if first_is_layer else torch.nn.Sequential(torch.nn.Linear(4, 4), layer).double()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (model(u) - target).pow(2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    return model, layer, opt, closure, (u, target)
+
+
+@pytest.mark.parametrize("kind", ["lru", "s4d"])
+@pytest.mark.parametrize("first_is_layer", [True, False])
+def test_lbfgs_restarts_exactly_after_a_cut(kind, first_is_layer):
+    """LBFGS keeps flat vectors over all its parameters; after reduce_ its history is restarted,
+    so the next step is bit-identical to that of a fresh LBFGS on the new parameters (it
+    crashed with a size mismatch before)."""
+    model, layer, opt, closure, (u, target) = _lbfgs_setup(kind, first_is_layer)
+    evals = opt.state[opt.param_groups[0]["params"][0]]["func_evals"]
+    rep = reduce_(layer, 6, optimizer=opt)
+    assert rep.applied, rep.reason
+    twin = copy.deepcopy(model)
+    fresh = torch.optim.LBFGS(twin.parameters(), lr=0.5, max_iter=4, history_size=5)
+    state = opt.state[opt.param_groups[0]["params"][0]]
+    assert state == {"func_evals": evals, "n_iter": 0}
+    loss = opt.step(closure)
+
+    def closure_twin():
+        fresh.zero_grad()
+        out = (twin(u) - target).pow(2).mean()
+        out.backward()
+        return out
+
+    loss_twin = fresh.step(closure_twin)
+    assert torch.equal(loss, loss_twin)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for _ in range(3):
+        assert math.isfinite(float(opt.step(closure).detach()))
+
+
+def test_lbfgs_state_is_sliced_exactly_by_a_modal_cut():
+    """A selection of modes (the compressor's ablations) slices every flat LBFGS vector along
+    the kept entries; ro and H_diag follow from the sliced pairs."""
+    from ctrlreduce_torch.compressor import _modal_truncate_, _state_axes
+
+    model, layer, opt, closure, _ = _lbfgs_setup("lru", first_is_layer=False)
+    params = list(opt.param_groups[0]["params"])
+    names = {id(p): n for n, p in layer.named_parameters()}
+    axes = _state_axes(layer)
+    keep = torch.tensor([0, 2, 3, 7, 9])
+    state = opt.state[params[0]]
+    old = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in state.items()}
+    old_dirs = [v.clone() for v in state["old_dirs"]]
+    old_stps = [v.clone() for v in state["old_stps"]]
+
+    def expect(vec):
+        parts = torch.split(vec, [p.numel() for p in params])
+        out = []
+        for p, chunk in zip(params, parts, strict=True):
+            n = names.get(id(p))
+            chunk = chunk.view(p.shape)
+            if n in axes:
+                chunk = chunk.index_select(axes[n], keep)
+            out.append(chunk.reshape(-1))
+        return torch.cat(out)
+
+    _modal_truncate_(layer, keep, opt)
+    assert layer.d_state == 5
+    new = opt.state[opt.param_groups[0]["params"][0]]
+    assert torch.equal(new["d"], expect(old["d"]))
+    assert torch.equal(new["prev_flat_grad"], expect(old["prev_flat_grad"]))
+    pairs = [(expect(y), expect(s)) for y, s in zip(old_dirs, old_stps, strict=True)]
+    pairs = [(y, s) for y, s in pairs if y.dot(s) > 1e-10]
+    assert len(new["old_dirs"]) == len(pairs)
+    for (y, s), y1, s1, r1 in zip(pairs, new["old_dirs"], new["old_stps"], new["ro"], strict=True):
+        assert torch.equal(y1, y) and torch.equal(s1, s)
+        assert torch.equal(r1, 1.0 / y.dot(s))
+    assert new["n_iter"] == old["n_iter"] and new["t"] == old["t"]
+    total = sum(p.numel() for p in opt.param_groups[0]["params"])
+    assert new["d"].numel() == total
+    for _ in range(3):
+        assert math.isfinite(float(opt.step(closure).detach()))
+
+
+@pytest.mark.parametrize("kind", ["lru", "s4d"])
+def test_adafactor_factored_state_follows_the_cut(kind):
+    """Adafactor's row_var/col_var are laid out along the parameter's axes with size 1 on one:
+    reset to zeros of the new shapes (they were copied at the old size before)."""
+    layer, u, target = _regression(kind, "cpu")
+    opt = torch.optim.Adafactor(layer.parameters(), lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        (layer(u) - target).pow(2).mean().backward()
+        opt.step()
+    rep = reduce_(layer, 6, optimizer=opt)
+    assert rep.applied
+    for p in layer.parameters():
+        state = opt.state[p]
+        for k in ("row_var", "col_var", "variance"):
+            if k in state:
+                assert state[k].dim() == p.dim() and all(
+                    s in (q, 1) for s, q in zip(state[k].shape, p.shape, strict=True)
+                )
+    for _ in range(3):
+        opt.zero_grad()
+        loss = (layer(u) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+        assert math.isfinite(float(loss.detach()))
+
+
+class _FlatStateSGD(torch.optim.SGD):
+    """An optimizer with a flat per-parameter state vector (no known layout)."""
+
+    def step(self, closure=None):
+        out = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["flat"] = p.detach().reshape(-1).clone()[:1].repeat(3)
+        return out
+
+
+def test_unknown_optimizer_state_refused_bit_identically():
+    layer, u, target = _regression("lru", "cpu")
+    opt = _FlatStateSGD(layer.parameters(), lr=1e-2, momentum=0.9)
+    opt.zero_grad()
+    (layer(u) - target).pow(2).mean().backward()
+    opt.step()
+    snap = snapshot(layer, opt)
+    sd = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match="_FlatStateSGD keeps state 'flat'"):
+        reduce_(layer, 6, optimizer=opt)
+    assert_unchanged(layer, snap, opt)
+    after = opt.state_dict()
+    assert after["param_groups"] == sd["param_groups"]
+    for i, state in sd["state"].items():
+        for k, v in state.items():
+            now = after["state"][i][k]
+            assert torch.equal(now, v) if torch.is_tensor(v) else now == v
