@@ -9,15 +9,25 @@ from typing import Any
 import numpy as np
 import scipy.io
 
+from ._files import atomic_write, check_target
 from ._system import StateSpace
 
 __all__ = ["load", "save"]
 
 
-def _scalar_dt(value: Any) -> float | None:
-    arr = np.asarray(value, dtype=float).ravel()
+def _scalar_dt(value: Any, key: str) -> float | None:
+    """A stored sample time: one real number (0 means continuous), or a ``ValueError``."""
+    try:
+        arr = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"variable {key!r} must be one real number, got {value!r}") from exc
     if arr.size == 0:
         return None
+    if arr.size != 1:
+        raise ValueError(
+            f"variable {key!r} must be one real number (the sample time), got {arr.size} "
+            f"values: {arr[:4]}"
+        )
     dt = float(arr[0])
     return None if dt == 0 else dt
 
@@ -63,28 +73,42 @@ def load(path: str | os.PathLike[str]) -> StateSpace:
     dt = None
     for key in ("dt", "Ts"):
         if key in data:
-            dt = _scalar_dt(data[key])
+            dt = _scalar_dt(data[key], key)
     return StateSpace(data["A"], data["B"], data["C"], data.get("D"), dt)
 
 
 def save(path: str | os.PathLike[str], sys: StateSpace) -> None:
     """Write ``A``, ``B``, ``C``, ``D`` (and ``dt`` when discrete) to an ``.npz``.
 
-    The file is written to a temporary name and renamed, so a failure never
-    leaves a half-written file behind.
+    The file is written to a new, uniquely named temporary file in the same
+    folder and renamed over ``path``, so a failure never leaves a
+    half-written or clobbered file behind.
+
+    Raises
+    ------
+    TypeError
+        ``sys`` is not a ``StateSpace``, or ``path`` is not a path.
+    ValueError
+        ``path`` does not end in ``.npz``, is a folder, or its folder does
+        not exist or is not writable.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from ctrlreduce import StateSpace, load, save
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "g.npz"
+    >>> save(p, StateSpace([[-1.0]], [[1.0]], [[2.0]], dt=None))
+    >>> load(p).C
+    array([[2.]])
     """
     if not isinstance(sys, StateSpace):
         raise TypeError(f"sys must be a StateSpace, got {type(sys).__name__}")
-    p = Path(path)
-    if p.suffix.lower() != ".npz":
-        raise ValueError(f"path must end in .npz, got {p.suffix!r}")
+    p = check_target(path, (".npz",), "path")
     arrays = {"A": sys.A, "B": sys.B, "C": sys.C, "D": sys.D}
     if sys.dt is not None:
         arrays["dt"] = np.array(sys.dt)
-    tmp = p.with_name(p.name + ".tmp.npz")
-    try:
+
+    def write(tmp: Path) -> None:
         np.savez(str(tmp), **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(p, write)

@@ -173,15 +173,21 @@ class Reduction:
     n_unstable: int = 0
 
     def roundoff(self) -> float:
-        """Absolute round-off allowance of a measured error: ``1e3 n eps sum(hsv)``.
+        """Absolute round-off allowance of a measured error: ``1e4 eps sum(hsv) ||V|| ||W||``.
 
-        ``2 sum(hsv) >= ||G||_inf``, and evaluating ``G - G_r`` loses about
-        ``n eps`` relative to the size of its two terms; near-marginal poles
-        amplify that (the full-order reduction of a discrete system with
-        poles at 0.999 measures 4e-10 where 0 is exact), hence the factor.
+        ``2 sum(hsv) >= ||G||_inf`` is the size of the two terms of ``G - G_r``,
+        and the reduced matrices carry rounding amplified by the condition of
+        the projections, ``||V||_2 ||W||_2 >= 1`` (``W^H V = I``), which grows
+        like ``sqrt(sigma_1 / sigma_r)`` with square-root balancing.  Measured
+        on full-order reductions (where the exact error is 0) of random
+        discrete systems with poles at 0.999, n = 5..120: at most 6e3 times
+        ``eps sum(hsv) ||V|| ||W||``.
         """
         finite = self.hsv[np.isfinite(self.hsv)]
-        return 1e3 * self.original.n_states * EPS * float(np.sum(finite))
+        cond = 1.0
+        if self.V.size:
+            cond = max(1.0, float(np.linalg.norm(self.V, 2) * np.linalg.norm(self.W, 2)))
+        return 1e4 * EPS * float(np.sum(finite)) * cond
 
     def certify(self, *, rtol: float = 1e-10) -> Certificate:
         """Measure ``||G - G_r||_inf`` and check it against both bounds.

@@ -11,7 +11,7 @@ counts as **stable** when::
     Re(lam_i) < -(alpha + delta_i)          (continuous time)
     |lam_i|   <  1 - (alpha + delta_i)      (discrete time)
 
-    delta_i = 100 n eps ||A_bal||_F kappa_i
+    delta_i = 100 eps ||A_bal||_F max(n, kappa_i)
 
 with ``alpha >= 0`` the user's margin and ``A_bal`` the balanced matrix
 (diagonal similarity by powers of two, LAPACK ``gebal``), on which the
@@ -20,10 +20,13 @@ diagonal scaling of the states: ``[[-1, 1e13], [0, -2]]`` is balanced to
 ``||A_bal||_F ~ 3`` and both poles are clearly stable, whereas a margin taken
 from ``||A|| = 1e13`` would call them marginal.
 
-``kappa_i`` is computed (from the triangular Schur factor, ``O(n^2)`` per
-eigenvalue) only for the poles within ``1e8 delta_0`` of the boundary
-(``delta_0`` the margin at ``kappa = 1``); the others are stable whatever
-their condition below ``1e8``.
+``100 n eps ||A||`` is a generous multiple of the backward error of the
+Schur decomposition; ``100 kappa_i eps ||A||`` is where a Gramian built on
+the pole would have less than two correct digits (its relative error is about
+``kappa_i eps ||A|| / distance``).  ``kappa_i`` is computed (from the
+triangular Schur factor, ``O(n^2)`` per eigenvalue) only for the poles within
+``1e8 delta_0`` of the boundary (``delta_0 = 100 n eps ||A_bal||_F``); the
+others are stable whatever their condition below ``1e8 n``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ._validation import EPS, unstable_poles_error
 
 __all__ = ["balance", "pole_margins", "require_stable", "unstable_mask", "unstable_poles"]
 
-_FACTOR = 100.0  # delta_0 = _FACTOR * n * eps * ||A_bal||_F
+_FACTOR = 100.0  # delta_i = _FACTOR * eps * ||A_bal||_F * max(n, kappa_i)
 _KAPPA_RANGE = 1e8  # poles farther than _KAPPA_RANGE * delta_0 need no kappa
 
 
@@ -101,7 +104,7 @@ def pole_margins(schur: SchurForm, discrete: bool, alpha: float = 0.0) -> np.nda
     near = np.flatnonzero(_distance(lam, discrete, alpha) < _KAPPA_RANGE * delta0)
     smin = EPS * max(schur.frobenius(), np.finfo(float).tiny)
     for i in near:
-        margins[i] = delta0 * _condition(schur.T, int(i), smin)
+        margins[i] = max(delta0, delta0 / n * _condition(schur.T, int(i), smin))
     return margins
 
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import secrets
 import sys
 import time
 import warnings
@@ -42,6 +40,7 @@ import numpy as np
 
 from . import __version__
 from ._balance import balanced_truncation
+from ._files import check_target, replacing
 from ._gramians import hankel_singular_values
 from ._io import load, save
 from ._reduction import tail_bound
@@ -199,55 +198,42 @@ def _require_plotting() -> None:
 class _Outputs:
     """Output files written all together, only after everything succeeded.
 
-    ``add`` checks a target path at once (extension, folder), so bad names fail
-    before any computation; ``commit`` writes each file to a temporary name in
-    its folder and then renames all of them into place.  If any write fails,
-    every temporary file is removed and no target is touched.
+    ``check`` validates a target path at once (extension, folder), so bad
+    names fail before any computation; ``commit`` writes each file to a
+    temporary name in its folder and renames all of them into place at the
+    end (:func:`ctrlreduce._files.replacing`).  If any write fails, every
+    temporary file is removed and no target is touched.
     """
 
     def __init__(self) -> None:
-        self._targets: list[tuple[Path, str]] = []
+        self._targets: list[Path] = []
 
     def check(self, path_text: str, suffixes: Sequence[str], option: str) -> Path:
-        path = Path(path_text)
-        if path.suffix.lower() not in suffixes:
-            raise CliError(
-                f"{option} must end in {' or '.join(suffixes)}, got {path_text!r}", EXIT_USAGE
-            )
-        folder = path.parent
-        if not folder.is_dir():
-            raise CliError(f"{option} {path_text}: folder {str(folder)!r} does not exist")
-        if path.is_dir():
-            raise CliError(f"{option} {path_text}: is a folder")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise CliError(f"{option} {path_text}: folder {str(folder)!r} is not writable")
+        try:
+            path = check_target(path_text, tuple(suffixes), option)
+        except ValueError as exc:
+            bad_suffix = Path(path_text).suffix.lower() not in suffixes
+            raise CliError(str(exc), EXIT_USAGE if bad_suffix else EXIT_FAILURE) from None
         resolved = path.resolve()
-        if any(resolved == p.resolve() for p, _ in self._targets):
+        if any(resolved == p.resolve() for p in self._targets):
             raise CliError(f"{option} {path_text}: the same file is named twice", EXIT_USAGE)
-        self._targets.append((path, option))
+        self._targets.append(path)
         return path
 
     @staticmethod
     def commit(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> list[Path]:
-        staged: list[tuple[Path, Path]] = []
+        paths = [path for path, _ in writers]
         try:
-            for path, write in writers:
-                tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-                staged.append((tmp, path))
-                write(tmp)
-            for tmp, path in staged:
-                os.replace(tmp, path)
+            with replacing(paths) as staged:
+                for tmp, (_, write) in zip(staged, writers, strict=True):
+                    write(tmp)
         except OSError as exc:
             raise CliError(
                 f"could not write {exc.filename or 'output'}: {exc.strerror or exc}"
             ) from None
         except ValueError as exc:
             raise CliError(f"could not write the outputs: {exc}") from None
-        finally:
-            for tmp, _ in staged:
-                if tmp.exists():
-                    tmp.unlink()
-        return [path for path, _ in writers]
+        return paths
 
 
 def _figure_writer(fig: Any) -> Callable[[Path], None]:
@@ -306,6 +292,7 @@ def _cmd_hsv(args: argparse.Namespace, out: TextIO) -> int:
         hsv = hankel_singular_values(sys_, unstable=args.unstable, alpha=alpha)
     except (ValueError, np.linalg.LinAlgError) as exc:
         raise CliError(f"{args.file}: {exc}") from None
+    _require_no_nan(hsv, args.file, "Hankel singular values")
     bounds = [tail_bound(hsv, k) for k in range(1, hsv.size + 1)]
     written: list[Path] = []
     if plot_path is not None:
@@ -345,6 +332,12 @@ def _reduce(sys_: Any, args: argparse.Namespace, alpha: float) -> tuple[Any, flo
     return red, time.perf_counter() - t0
 
 
+def _require_no_nan(values: Any, path_text: str, what: str) -> None:
+    """Never report NaN with exit status 0 (JSON would print it as null, like inf)."""
+    if np.any(np.isnan(np.asarray(values, dtype=float))):
+        raise CliError(f"{path_text}: the {what} came out as NaN; the result is not reported")
+
+
 def _certify(red: Any) -> tuple[Any, float, str | None]:
     """``(certificate or None, seconds, reason it is missing or None)``."""
     t0 = time.perf_counter()
@@ -380,6 +373,8 @@ def _cmd_reduce(args: argparse.Namespace, out: TextIO) -> int:
                        f"{args.order}", EXIT_USAGE)
     _check_stable(sys_, args.file, args.unstable)
     red, t_reduce = _reduce(sys_, args, alpha)
+    _require_no_nan([*red.hsv, red.error_bound, red.lower_bound], args.file,
+                    "Hankel singular values or bounds")
     cert, t_cert, why = (None, 0.0, "skipped (--no-certify)") if args.no_certify \
         else _certify(red)
     if why is not None and not args.no_certify:

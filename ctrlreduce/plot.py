@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numbers
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from ._reduction import tail_bound
 from ._system import StateSpace, check_system
 
@@ -92,25 +92,19 @@ def check_figure_path(path: str | os.PathLike[str]) -> Path:
 def save_figure(fig: Any, path: str | os.PathLike[str], *, fmt: str | None = None) -> Path:
     """Write ``fig`` to ``path`` atomically; return the path.
 
-    The image is rendered to a new temporary file in the same folder (created
-    with ``O_EXCL``, so the umask applies and nothing is overwritten) and then
-    renamed over ``path`` with ``os.replace``.  On any failure the temporary
-    file is removed and ``path`` is left as it was.  ``fmt`` defaults to the
+    The image is rendered to a new temporary file in the same folder and
+    renamed over ``path`` (:mod:`ctrlreduce._files`); on any failure ``path``
+    is left as it was.  ``fmt`` defaults to the
     extension of ``path``; rendering of raster formats uses the Agg backend.
     """
     p = Path(path)
     if fmt is None:
         fmt = check_figure_path(p).suffix.lower().lstrip(".")
-    tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+
+    def write(tmp: Path) -> None:
+        fig.savefig(str(tmp), format=fmt)
+
+    return atomic_write(p, write)
 
 
 # ---------------------------------------------------------------- HSV chart
