@@ -1,11 +1,14 @@
-"""Architecture rules: the core never imports torch; slycot is optional."""
+"""Architecture rules: the core never imports torch; slycot is optional; no import cycles."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +49,133 @@ def test_core_source_has_no_torch_import():
             if s.startswith(("import torch", "from torch")):
                 offenders.append(f"{path.name}: {s}")
     assert not offenders, offenders
+
+
+# ----------------------------------------------------------- import structure
+# Optional dependencies may be imported inside functions (they may be absent);
+# everything else is imported at the top of the module that needs it.
+OPTIONAL = {"slycot", "control", "matplotlib", "lightning", "pytorch_lightning",
+            "transformers", "mambapy", "mnist1d", "tqdm", "sklearn"}
+
+
+def _modules(package_dir: Path) -> dict[str, ast.Module]:
+    return {
+        p.relative_to(package_dir).with_suffix("").as_posix().replace("/", "."): ast.parse(
+            p.read_text(), filename=str(p)
+        )
+        for p in sorted(package_dir.rglob("*.py"))
+    }
+
+
+def _resolve(current: str, node: ast.ImportFrom, names: set[str]) -> list[str]:
+    """Sibling modules a relative ``from . import`` / ``from .x import`` refers to."""
+    if node.level == 0:
+        return []
+    parts = current.split(".")
+    is_pkg = parts[-1] == "__init__"
+    base = parts[:-1] if not is_pkg else parts[:-1]
+    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+    target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+    found = []
+    if target in names:
+        found.append(target)
+    elif f"{target}.__init__" in names:
+        found.append(f"{target}.__init__")
+    for alias in node.names:  # from . import _x
+        sub = f"{target}.{alias.name}" if target else alias.name
+        if sub in names:
+            found.append(sub)
+    return found
+
+
+def _graph(package_dir: Path) -> dict[str, set[str]]:
+    mods = _modules(package_dir)
+    names = set(mods)
+    graph: dict[str, set[str]] = {}
+    for name, tree in mods.items():
+        deps: set[str] = set()
+        for node in tree.body:  # top-level imports only: those run at import time
+            if isinstance(node, ast.ImportFrom):
+                deps.update(_resolve(name, node, names))
+        graph[name] = deps - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _function_level_imports(package_dir: Path) -> list[str]:
+    bad = []
+    for name, tree in _modules(package_dir).items():
+        for top in tree.body:
+            if isinstance(top, (ast.Import, ast.ImportFrom, ast.If, ast.Try)):
+                continue  # module level (incl. TYPE_CHECKING / optional-import guards)
+            for node in ast.walk(top):
+                if isinstance(node, ast.Import):
+                    roots = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    roots = ["." if node.level else (node.module or "").split(".")[0]]
+                else:
+                    continue
+                for root in roots:
+                    if root not in OPTIONAL:
+                        bad.append(f"{name}:{node.lineno} imports {root!r} inside a function")
+    return bad
+
+
+PACKAGES = [ROOT / "ctrlreduce", ROOT / "adapters" / "ctrlreduce_torch"]
+
+
+@pytest.mark.parametrize("package_dir", PACKAGES, ids=lambda p: p.name)
+def test_no_import_cycle(package_dir: Path) -> None:
+    assert _cycles(_graph(package_dir)) == []
+
+
+@pytest.mark.parametrize("package_dir", PACKAGES, ids=lambda p: p.name)
+def test_no_function_level_import_except_optional(package_dir: Path) -> None:
+    assert _function_level_imports(package_dir) == []
+
+
+def test_cycle_detector_finds_a_cycle(tmp_path: Path) -> None:
+    """The checker itself: a two-module cycle and a function-level import are found."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_a.py").write_text("from ._b import g\n\ndef f():\n    import numpy\n")
+    (pkg / "_b.py").write_text("from ._a import f\n")
+    assert _cycles(_graph(pkg)) == [["_a", "_b"]]
+    assert _function_level_imports(pkg) == ["_a:4 imports 'numpy' inside a function"]
