@@ -12,7 +12,15 @@ import scipy.io
 from ._files import atomic_write, check_target
 from ._system import StateSpace
 
-__all__ = ["load", "save"]
+__all__ = ["MissingFileError", "load", "save"]
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """A missing file: both a ``FileNotFoundError`` and bad input (``ValueError``).
+
+    Code that catches either keeps working; the public API raises only
+    ``TypeError`` and ``ValueError`` on bad input.
+    """
 
 
 def _scalar_dt(value: Any, key: str) -> float | None:
@@ -42,14 +50,17 @@ def load(path: str | os.PathLike[str]) -> StateSpace:
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` does not exist.
+    MissingFileError
+        ``path`` does not exist (a subclass of both ``FileNotFoundError`` and
+        ``ValueError``).
     ValueError
         Unknown extension, or ``A``, ``B`` or ``C`` missing.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path (str or os.PathLike), got {type(path).__name__}")
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"path {str(p)!r} does not exist or is not a file")
+        raise MissingFileError(f"path {str(p)!r} does not exist or is not a file")
     ext = p.suffix.lower()
     if ext == ".mat":
         try:

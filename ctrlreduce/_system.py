@@ -108,7 +108,7 @@ def transfer_evaluator(
     M = np.asfortranarray(-T.astype(np.complex128))  # s I - T: only the diagonal changes
     (trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (M, Bt))
     # a pole is indistinguishable from s below the eigenvalues' round-off
-    tol = EPS * n * max(1.0, float(np.abs(T).max()))
+    tol = EPS * n * float(np.abs(T).max())  # relative: no absolute floor
 
     def G(pts: np.ndarray) -> np.ndarray:
         out = np.empty((pts.size, D.shape[0], D.shape[1]), dtype=np.complex128)
