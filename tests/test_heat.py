@@ -109,7 +109,8 @@ def test_heat_hsv_against_exact_eigenbasis(N, discrete):
     hsv = cr.hankel_singular_values(cr.StateSpace(A, B, C, None, dt))
     keep = ref >= 1e-8 * ref[0]
     rel = np.abs(hsv[keep] - ref[keep]) / ref[keep]
-    assert rel.max() < 1e-9
+    # measured: at most 3e-11; SLICOT AB09AD on the same data is off by up to 1e-10
+    assert rel.max() < 1e-10
 
 
 @pytest.mark.parametrize("N", [20, 30])
@@ -124,6 +125,8 @@ def test_hsv_agree_with_ab09ad(N, kind, discrete):
     keep = ref >= 1e-8 * ref[0]
     assert keep.sum() >= 6
     rel = np.abs(hsv[keep] - ref[keep]) / ref[keep]
+    # both carry errors near 1e-8 sigma_1 (AB09AD's reach 1e-10 against the exact heat
+    # eigenbasis, see above); measured agreement: 8e-11 (heat), 6e-10 (convection)
     assert rel.max() < 1e-9
     top = ref >= 1e-6 * ref[0]
     assert (np.abs(hsv[top] - ref[top]) / ref[top]).max() < 1e-10
