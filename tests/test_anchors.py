@@ -2,7 +2,10 @@
 
 python-control's ``balred`` treats discrete systems as continuous and its
 ``hsvd`` (``sqrt(eig(P Q))``) returns complex or NaN values on ordinary
-systems, so neither is taken as the truth where those flaws apply.
+systems (seen on CDplayer and random systems; ``benchmarks/bench_bt_dense.py``
+counts them), so neither is taken as the truth where those flaws apply.
+Complex systems have no anchor of their own: SLICOT on their real ``2n``
+realization is the reference.
 """
 
 from __future__ import annotations
@@ -69,15 +72,41 @@ def test_hsv_and_reduced_models_agree_with_slycot_ab09ad(discrete, seed):
         assert np.max(np.abs(G - Gref)) <= 1e-7 * max(h[0], np.abs(Gref).max())
 
 
-def test_control_hsvd_fails_where_we_do_not():
-    """CDplayer: python-control returns complex/NaN HSVs; ours are real, finite, slycot's."""
+def test_cdplayer_hsv_are_slycots():
+    """CDplayer (HSVs over 1e6..1e-12, where sqrt(eig(P Q)) goes complex): ours are AB09AD's."""
     sys = cr.load(bench_path("CDplayer.mat"))
     h = cr.hankel_singular_values(sys)
     assert h.dtype == np.float64 and np.all(np.isfinite(h)) and np.all(h >= 0)
-    ref = np.asarray(control.hsvd(sys.to_control()))
-    assert np.iscomplexobj(ref) or np.any(~np.isfinite(ref))  # the anchor's known weakness
     _, slycot_h = _ab09ad(sys, 20)
     assert np.allclose(h, slycot_h, rtol=0, atol=1e-11 * h[0])
+
+
+def _real_2n(sys: cr.StateSpace) -> cr.StateSpace:
+    """The real realization of a complex system on ``[Re; Im]`` of state, input and output.
+
+    ``M -> [[Re M, -Im M], [Im M, Re M]]`` for ``A``, ``B`` and ``C``: the same
+    map on real and imaginary parts, whose HSVs are the complex ones, each twice.
+    """
+
+    def real(M: np.ndarray) -> np.ndarray:
+        return np.block([[M.real, -M.imag], [M.imag, M.real]])
+
+    return cr.StateSpace(real(sys.A), real(sys.B), real(sys.C), real(sys.D), sys.dt)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_complex_hsv_against_slycot_on_the_real_2n_realization(discrete, diagonal, seed):
+    rng = np.random.default_rng(50 + seed)
+    n = int(rng.integers(3, 30))
+    sys = random_stable(rng, n, int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                        complex_=True, discrete=discrete, diagonal=diagonal, margin=0.1)
+    assert sys.is_complex
+    h = cr.hankel_singular_values(sys)
+    _, ref = _ab09ad(_real_2n(sys), 1)
+    np.testing.assert_allclose(ref[0::2], ref[1::2], rtol=0, atol=1e-10 * ref[0])  # pairs
+    np.testing.assert_allclose(h, ref[0::2], rtol=0, atol=1e-10 * h[0])
 
 
 def test_cdplayer_order_20_reference_values():
