@@ -43,7 +43,9 @@ from ._stability import require_stable
 from ._system import StateSpace, check_alpha, check_system, inert_pole
 from ._validation import EPS, check_choice, check_order, check_order_or_tol
 
-__all__ = ["balanced_realization", "balanced_truncation", "reduce_scaled"]
+__all__ = [
+    "balanced_realization", "balanced_truncation", "hankel_svd", "reduce_scaled", "reduce_stable",
+]
 
 
 # ------------------------------------------------------------------ helpers
@@ -137,16 +139,22 @@ def _make_reduced(sys: StateSpace, Ar, Br, Cr, Dr, size: int) -> tuple[np.ndarra
     return Ar, Br, Cr, Dr
 
 
+def hankel_svd(F: GramianFactors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SVD ``Lo^H Lc = Z diag(s) Y^H`` (``gesdd``, ``gesvd`` if it fails)."""
+    return _svd(F.hankel())
+
+
 def reduce_stable(
     sys: StateSpace, F: GramianFactors, order: int | None, tol: float | None,
-    method: str, elimination: str,
+    method: str, elimination: str, svd: tuple[np.ndarray, ...] | None = None,
 ) -> Reduction:
     """Balanced truncation / SPA of an equilibrated stable system given its factors.
 
-    The returned :class:`Reduction` is in the coordinates and units of ``sys``.
+    ``svd`` is :func:`hankel_svd` of ``F`` when the caller has it already.  The
+    returned :class:`Reduction` is in the coordinates and units of ``sys``.
     """
     n = sys.n_states
-    svd = _svd(F.hankel())
+    svd = hankel_svd(F) if svd is None else svd
     hsv = np.asarray(svd[1], dtype=np.float64)
     bounds = tail_bounds(hsv)
     r = _select_order(bounds, order, tol)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._balance import reduce_scaled
-from ._gramians import gramian_factors, svd_values
+from ._balance import hankel_svd, reduce_stable
+from ._gramians import gramian_factors
 from ._scaling import equilibrate, ldexp2
 from ._schur import schur_form
 from ._split import split_scaled
@@ -129,13 +129,15 @@ def _gramian_minimal(stable: StateSpace, tol: float) -> StateSpace | None:
     scaling of nearly-zero directions.  ``None`` when no state is kept.
     """
     stable = stable.with_matrices(D=np.zeros_like(stable.D))
-    hsv = svd_values(gramian_factors(stable, schur_form(stable.A), "minimal_realization").hankel())
+    F = gramian_factors(stable, schur_form(stable.A), "minimal_realization")
+    svd = hankel_svd(F)
+    hsv = svd[1]
     k = int(np.count_nonzero(hsv > tol * hsv[0])) if hsv[0] > 0 else 0
     if k == 0:
         return None
     if k == stable.n_states:
         return stable
-    return reduce_scaled(stable, k, None, method="bfsr", what="minimal_realization").system
+    return reduce_stable(stable, F, k, None, "bfsr", "truncate", svd=svd).system
 
 
 def minimal_realization(sys: StateSpace, *, tol: float) -> StateSpace:

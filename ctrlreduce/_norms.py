@@ -266,6 +266,7 @@ def _refine(sigma, a: float, b: float, discrete: bool) -> tuple[float, float]:  
     """
     if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
         return -np.inf, a
+
     def f(w: float) -> float:
         return -float(sigma(_points(np.array([w]), discrete))[0])
 

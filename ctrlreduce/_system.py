@@ -241,11 +241,12 @@ class StateSpace:
     def unstable_poles(self, alpha: float = 0.0) -> np.ndarray:
         """Poles that are unstable, marginally stable, or within a margin of it.
 
-        A pole counts as unstable when ``Re(p) >= -(alpha + delta_p)`` in
-        continuous time or ``|p| >= 1 - (alpha + delta_p)`` in discrete time,
-        where ``delta_p`` is the pole's own round-off: ``100 n eps
-        ||A_bal||_F kappa_p`` with ``A_bal`` the balanced ``A`` and ``kappa_p``
-        the pole's condition number (see :mod:`ctrlreduce._stability`).
+        A pole counts as unstable when it is not strictly inside the region
+        ``Re(p) < -alpha`` (continuous) or ``|p| < 1 - alpha`` (discrete), or
+        when a perturbation of the balanced ``A`` of norm
+        ``r = 100 n eps ||A_bal||_F`` can move it onto that region's boundary:
+        ``sigma_min(s I - A_bal) <= r`` at the boundary point ``s`` nearest to it
+        (see :mod:`ctrlreduce._stability`).
 
         Parameters
         ----------
