@@ -18,7 +18,7 @@ import numpy as np
 from ._norms import hinf_norm
 from ._split import stable_error_system
 from ._system import StateSpace
-from ._validation import EPS, check_bool, check_order, check_positive, check_real_vector
+from ._validation import EPS, check_bool, check_hsv, check_order, check_positive
 
 __all__ = ["Certificate", "Reduction", "tail_bound", "tail_bounds"]
 
@@ -69,7 +69,7 @@ def tail_bound(hsv: Any, order: Any, *, distinct: bool = False) -> float:
     >>> tail_bound([3.0, 1.0, 1.0], 1, distinct=True)
     2.0
     """
-    values = _check_hsv(hsv)
+    values = check_hsv(hsv)
     order = check_order(order, values.size)
     distinct = check_bool(distinct, "distinct")
     tail = values[order:]
@@ -86,16 +86,6 @@ def tail_bound(hsv: Any, order: Any, *, distinct: bool = False) -> float:
         else:
             groups[-1] = max(groups[-1], float(v))
     return float(tail_bounds(np.array(groups[::-1]))[0])
-
-
-def _check_hsv(hsv: Any) -> np.ndarray:
-    """Validate Hankel singular values: 1-D, no NaN, ``>= 0``, descending; ``inf`` allowed."""
-    values = check_real_vector(hsv, "hsv", allow_inf=True)
-    if np.any(values < 0):
-        raise ValueError(f"hsv must be >= 0, got {values[values < 0][:3]}")
-    if np.any(values[1:] > values[:-1]):
-        raise ValueError("hsv must be in descending order (as hankel_singular_values returns)")
-    return values
 
 
 @dataclass(frozen=True)

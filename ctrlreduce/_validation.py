@@ -27,6 +27,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_dt",
+    "check_hsv",
     "check_nonnegative",
     "check_order",
     "check_order_or_tol",
@@ -100,6 +101,22 @@ def check_real_vector(value: Any, name: str, *, allow_inf: bool = False) -> np.n
         count = int(np.count_nonzero(bad))
         raise ValueError(f"{name} must not contain {kind}, got {count} such entries")
     return arr
+
+
+def check_hsv(value: Any, *, descending: bool = True, nonempty: bool = False) -> np.ndarray:
+    """Hankel singular values: a 1-D real array, no NaN, ``>= 0``, ``inf`` allowed.
+
+    ``descending`` also requires the order :func:`hankel_singular_values`
+    returns; ``nonempty`` refuses an empty array.
+    """
+    values = check_real_vector(value, "hsv", allow_inf=True)
+    if nonempty and values.size == 0:
+        raise ValueError("hsv must be a non-empty 1-D array, got shape (0,)")
+    if np.any(values < 0):
+        raise ValueError(f"hsv must be >= 0, got minimum {values.min():.3g}")
+    if descending and np.any(values[1:] > values[:-1]):
+        raise ValueError("hsv must be in descending order (as hankel_singular_values returns)")
+    return values
 
 
 def check_bool(value: Any, name: str) -> bool:

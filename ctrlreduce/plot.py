@@ -34,6 +34,7 @@ import numpy as np
 from ._files import atomic_write
 from ._reduction import tail_bound
 from ._system import StateSpace, check_system
+from ._validation import check_hsv
 
 __all__ = ["plot_hsv", "plot_sigma"]
 
@@ -108,20 +109,6 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, fmt: str | None = Non
 
 
 # ---------------------------------------------------------------- HSV chart
-def _check_hsv(hsv: Any) -> np.ndarray:
-    arr = np.asarray(hsv)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"hsv must be a non-empty 1-D array, got shape {arr.shape}")
-    if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"hsv must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if np.any(np.isnan(arr)):
-        raise ValueError(f"hsv must not contain NaN, got {int(np.isnan(arr).sum())} NaN values")
-    if np.any(arr < 0):
-        raise ValueError(f"hsv must be >= 0, got minimum {arr.min():.3g}")
-    return arr
-
-
 def _hsv_limits(hsv: np.ndarray) -> tuple[float, float]:
     """Log-axis limits ``(bottom, top)`` spanning the finite positive values."""
     pos = hsv[np.isfinite(hsv) & (hsv > 0)]
@@ -166,7 +153,7 @@ def plot_hsv(
     axes; exact zeros (or values below the axis) as grey triangles on the
     bottom edge, so the log scale never sees a non-positive value.
     """
-    values = _check_hsv(hsv)
+    values = check_hsv(hsv, descending=False, nonempty=True)
     n = values.size
     if order is not None:
         if isinstance(order, bool) or not isinstance(order, numbers.Integral):
