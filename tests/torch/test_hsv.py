@@ -414,3 +414,27 @@ def test_hsvs_beyond_float64_raise_value_error(kind):
     layer = _scaled_layer(kind, 1e200, 1e200)
     with pytest.raises(ValueError, match="not representable in float64"):
         hankel_singular_values(layer)
+
+
+@pytest.mark.parametrize("form", ["recurrence", "map"])
+def test_complex_hsvs_match_slycot_on_the_real_realization(form):
+    """Independent reference for the complex systems' HSVs (``augmented=False``): SLICOT's
+    AB09AD (slycot) on the real ``2N`` realization ``[[Re A, -Im A], [Im A, Re A]]`` (and the
+    same for ``B``, ``C``), which realifies the complex map ``u -> y`` of ``C^m -> C^p``; its
+    HSVs are the complex ones, each twice."""
+    slycot = pytest.importorskip("slycot")
+    lti = random_lti(31, 3, 7, 2, 3)
+    sys = standard_form(lti) if form == "map" else lti
+    h = hankel_singular_values(lti, augmented=False, form=form).numpy()
+    for g in range(lti.n_systems):
+        A = np.diag(sys.lam[g].numpy())
+        B, C = sys.B[g].numpy(), sys.C[g].numpy()
+
+        def real(M):
+            return np.block([[M.real, -M.imag], [M.imag, M.real]])
+
+        n, m, p = 2 * A.shape[0], 2 * B.shape[1], 2 * C.shape[0]
+        *_, ref = slycot.ab09ad("D", "B", "N", n, m, p, real(A), real(B), real(C), nr=1)
+        ref = np.sort(ref)[::-1]
+        np.testing.assert_allclose(ref[0::2], ref[1::2], rtol=1e-10, atol=0)  # pairs
+        np.testing.assert_allclose(h[g], ref[0::2], rtol=0, atol=1e-10 * ref[0])
