@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from ctrlreduce._files import atomic_write
+
 from .._layer import layer_class, registered_families
 from .._policy import cut_steps
 from ..compressor import Compressor, find_ssm_layers
@@ -359,7 +361,7 @@ def plot(obj: dict[str, Any], raw: dict[str, list[dict[str, Any]]], outdir: Path
             ax.legend(fontsize=7)
     fig.tight_layout()
     p1 = outdir / f"hsv_{task}.png"
-    fig.savefig(p1, dpi=120)
+    atomic_write(p1, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -373,7 +375,7 @@ def plot(obj: dict[str, Any], raw: dict[str, list[dict[str, Any]]], outdir: Path
     ax.legend()
     fig.tight_layout()
     p2 = outdir / f"accuracy_{task}.png"
-    fig.savefig(p2, dpi=120)
+    atomic_write(p2, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return [p1, p2]
 
@@ -455,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {time.perf_counter() - t0:.1f} s with {args.threads} threads")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, allow_nan=False))
+        text = json.dumps(results, indent=2, allow_nan=False)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
     return 0
 
 
