@@ -7,7 +7,8 @@ Compares, for every layer of a stack of ``--layers`` LRUs (``d_model=512``,
   coordinates, batched Cholesky and ``svdvals``, on the layer's device; once
   layer by layer and once for all layers stacked into one batch;
 * the dense per-layer core path ``ctrlreduce.hankel_singular_values`` on
-  ``to_lti(layer).to_statespace()[0]`` (diagonal Hammarling factors, dense SVD);
+  ``to_lti(layer).complex_statespace()[0]``, the layer's input-output map in
+  complex diagonal coordinates (diagonal Hammarling factors, dense SVD);
 * a per-layer SciPy path: ``scipy.linalg.solve_discrete_lyapunov`` for both
   Gramians of the augmented system, then ``sqrt(eig(P Q))``;
 
@@ -120,7 +121,7 @@ def disagreement(a, b) -> float:
 
 
 def baselines(ltis, ours_np, t_ours, t_stack, args, device) -> None:
-    systems = [x.to_statespace()[0] for x in ltis]
+    systems = [x.complex_statespace()[0] for x in ltis]  # the map, diagonal
     t_dense, dense = _timed(lambda: [ctrlreduce.hankel_singular_values(s) for s in systems],
                             device)
     n_sp = len(systems) if args.scipy_layers is None else min(args.scipy_layers, len(systems))

@@ -1,6 +1,6 @@
 """Per-step time of the ``ctrlreduce-train`` demo with 1 and 2 torch threads, quiet and shared.
 
-One training step is exactly the demo's (``ctrlreduce_torch.train``): forward of the
+One training step is exactly the demo's (``ctrlreduce_torch.demo.train``): forward of the
 ``SequenceClassifier`` at the task's default sizes, cross-entropy, backward, AdamW step,
 with ``torch.set_flush_denormal(True)`` as the demo sets it.  Every configuration runs in
 a fresh subprocess (clean thread pools), the configurations are interleaved over the
@@ -30,9 +30,9 @@ import time
 def _child(task_name: str, threads: int, steps: int, warmup: int) -> None:
     """Time ``steps`` demo training steps after ``warmup``; print the times as JSON."""
     import torch
-    from ctrlreduce_torch.data import make_task
-    from ctrlreduce_torch.models import SequenceClassifier
-    from ctrlreduce_torch.train import DEFAULTS
+    from ctrlreduce_torch.demo.data import make_task
+    from ctrlreduce_torch.demo.models import SequenceClassifier
+    from ctrlreduce_torch.demo.train import DEFAULTS
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

@@ -179,3 +179,60 @@ def test_cycle_detector_finds_a_cycle(tmp_path: Path) -> None:
     (pkg / "_b.py").write_text("from ._a import f\n")
     assert _cycles(_graph(pkg)) == [["_a", "_b"]]
     assert _function_level_imports(pkg) == ["_a:4 imports 'numpy' inside a function"]
+
+
+# ----------------------------------------------------------- the adapters' layout
+ADAPTERS = ROOT / "adapters" / "ctrlreduce_torch"
+
+
+def test_library_needs_torch_only_and_never_imports_the_demo():
+    """``import ctrlreduce_torch`` and a reduction work with the demo's dependencies
+    (scikit-learn, tqdm) and the optional ones blocked; the demo is not imported."""
+    code = """
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split('.')[0] in ('sklearn', 'tqdm', 'lightning', 'matplotlib'):
+                    raise ImportError('blocked: ' + name)
+        sys.meta_path.insert(0, Block())
+        import torch
+        import ctrlreduce_torch as crt
+        layer = crt.LRU(3, 6).double()
+        assert crt.reduce_(layer, 3).applied
+        assert not any(m.startswith('ctrlreduce_torch.demo') for m in sys.modules)
+        print('ok')
+    """
+    res = _run(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
+def test_adapters_never_read_the_shared_folder():
+    """No package code reads ``../shared`` (the benchmark data belongs to the repository)."""
+    offenders = [
+        f"{p.relative_to(ADAPTERS)}:{i}"
+        for p in ADAPTERS.rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if '"shared"' in line or "'shared'" in line or "/shared" in line
+    ]
+    assert offenders == []
+
+
+def test_family_knowledge_lives_in_the_family_files():
+    """Only a family's own file (and the package's re-exports) names its layer class or its
+    parameters: everything else goes through the registry (``family_of``)."""
+    families = {"lru.py": ("LRU", "nu_log"), "s5.py": ("S5", "Lambda_re_log"),
+                "s4d.py": ("S4D", "log_A_real")}
+    offenders = []
+    for path in ADAPTERS.rglob("*.py"):
+        if path.name in families or path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        names |= {a.attr for a in ast.walk(tree) if isinstance(a, ast.Attribute)}
+        strings = {c.value for c in ast.walk(tree)
+                   if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+        for cls, param in families.values():
+            if cls in names or param in names or param in strings:
+                offenders.append(f"{path.relative_to(ADAPTERS)} uses {cls}/{param}")
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""Argument checks shared by every public entry point of ``ctrlreduce_torch``.
+"""Argument checks of every public entry point of ``ctrlreduce_torch``.
 
 One home for the rules (and the wording) of the adapters' argument errors:
 
@@ -64,11 +64,12 @@ def check_int(
     return v
 
 
-def check_size(value: Any, name: str, *, minimum: int = 1, even: bool = False) -> int:
-    """A size: an int ``>= minimum`` (and even when ``even``)."""
+def check_size(value: Any, name: str, *, minimum: int = 1, multiple_of: int = 1) -> int:
+    """A size: an int ``>= minimum`` and a multiple of ``multiple_of`` ("even" for 2)."""
     v = check_int(value, name, minimum=minimum)
-    if even and v % 2:
-        raise ValueError(f"{name} must be even, got {seen(value)}")
+    if v % multiple_of:
+        what = "even" if multiple_of == 2 else f"a multiple of {multiple_of}"
+        raise ValueError(f"{name} must be {what}, got {seen(value)}")
     return v
 
 

@@ -1,4 +1,4 @@
-"""Diagonal linear recurrences, fast and slow, and the plumbing the layers share.
+"""Diagonal linear recurrences, fast and slow, and the precision rules of the layers.
 
 Glossary
 --------
@@ -29,30 +29,21 @@ entered it.  Only non-negative powers of ``lam`` appear, so nothing overflows.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
-
-from ._checks import check_real, check_size
 
 __all__ = [
     "DEFAULT_CHUNK",
-    "MIMOLayer",
-    "StateSizedModule",
+    "autocast_dtype",
     "check_input",
-    "check_size",
-    "check_step_range",
     "compute_dtype",
     "diagonal_scan",
-    "precision",
-    "run_in_compute_dtype",
     "mimo_forward",
     "mimo_forward_sequential",
-    "sample_log_step",
+    "precision",
+    "run_in_compute_dtype",
     "sequential_scan",
 ]
 
@@ -177,23 +168,8 @@ def mimo_forward_sequential(
 
 
 # ----------------------------------------------------------------------------
-# argument checks shared by the layers
+# the layer input
 # ----------------------------------------------------------------------------
-
-
-#: Largest initial step of S5/S4D: ``Lambda * step`` (``|Lambda|`` up to ``pi * d_state``)
-#: must stay finite in float32, the dtype the recurrence runs in (and at such steps
-#: every eigenvalue ``exp(Lambda * step)`` is 0 long before).
-MAX_STEP = 1e30
-
-
-def check_step_range(dt_min: Any, dt_max: Any) -> tuple[float, float]:
-    """Validate ``0 < dt_min <= dt_max <= MAX_STEP`` (numbers)."""
-    lo = check_real(dt_min, "dt_min", lo=0.0, hi=MAX_STEP, lo_open=True)
-    hi = check_real(dt_max, "dt_max", lo=0.0, hi=MAX_STEP, lo_open=True)
-    if lo > hi:
-        raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-    return lo, hi
 
 
 def check_input(u: Any, d_model: int) -> torch.Tensor:
@@ -270,185 +246,3 @@ def run_in_compute_dtype(
     with ctx:
         y = fn(u.to(compute), compute)
     return y.to(out)
-
-
-def sample_log_step(n: tuple[int, ...], dt_min: float, dt_max: float) -> torch.Tensor:
-    """``log(step)`` uniform on ``[log dt_min, log dt_max]``, float64."""
-    lo, hi = math.log(dt_min), math.log(dt_max)
-    return lo + (hi - lo) * torch.rand(n, dtype=torch.float64)
-
-
-class StateSizedModule(nn.Module):
-    """Base for layers whose state size is part of their saved state.
-
-    Subclasses define ``d_state`` and ``_state_shapes(d_state) -> {name: shape}``
-    for every parameter whose shape depends on the state size.  The size
-    travels in ``state_dict`` as extra state ``{"d_state": int}``; loading a
-    state dict of another size resizes the layer *before* the parameters are
-    copied (``_load_from_state_dict`` reads the extra state first, since
-    :class:`torch.nn.Module` itself only reads it after the parameters), so a
-    plain ``model.load_state_dict(sd)`` works across sizes.  Any optimizer
-    holding the old parameters must then be rebuilt or rebound.
-    """
-
-    _even_state = False
-    _param_names: tuple[str, ...] = ()
-
-    @property
-    def d_state(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:  # pragma: no cover
-        raise NotImplementedError
-
-    def _init_parameters(self, init: dict[str, torch.Tensor]) -> None:
-        """Register ``init[name]`` (float64) as a Parameter in the default dtype, for every name.
-
-        ``ValueError`` if an initial parameter is not finite in that dtype
-        (constructor arguments at the edge of the representable range).
-        """
-        dtype = torch.get_default_dtype()
-        values = {name: init[name].to(dtype) for name in self._param_names}
-        for name, v in values.items():
-            if not bool(torch.isfinite(v).all()):
-                raise ValueError(
-                    f"the initial {name} of {type(self).__name__} is not finite in {dtype}; "
-                    f"the constructor arguments are outside the representable range"
-                )
-        for name, v in values.items():
-            setattr(self, name, nn.Parameter(v))
-
-    def _resize_state_(self, new_d_state: int) -> None:
-        """Replace every state-sized parameter by a fresh zero ``nn.Parameter`` of the new size.
-
-        Same dtype, device and ``requires_grad``; parameters whose shape does
-        not depend on the state size keep their identity.  The caller writes
-        the values (see :func:`ctrlreduce_torch.from_lti`).
-        """
-        n = check_size(
-            new_d_state, "new_d_state", minimum=2 if self._even_state else 1, even=self._even_state
-        )
-        for name, shape in self._state_shapes(n).items():
-            old = getattr(self, name)
-            new = nn.Parameter(
-                torch.zeros(shape, dtype=old.dtype, device=old.device),
-                requires_grad=old.requires_grad,
-            )
-            setattr(self, name, new)
-
-    def get_extra_state(self) -> dict[str, int]:
-        """``{"d_state": int}``: saved in ``state_dict`` under ``<prefix>_extra_state``."""
-        return {"d_state": self.d_state}
-
-    def _extra_state_size(self, state: Any) -> int:
-        """The ``d_state`` an extra state holds, validated (nothing is changed)."""
-        if not isinstance(state, dict) or "d_state" not in state:
-            raise ValueError(f"extra state must be a dict with key 'd_state', got {state!r}")
-        return check_size(
-            state["d_state"], "d_state", minimum=2 if self._even_state else 1, even=self._even_state
-        )
-
-    def set_extra_state(self, state: Any) -> None:
-        """Resize (zero parameters, see :meth:`_resize_state_`) if ``state`` holds another size."""
-        n = self._extra_state_size(state)
-        if n != self.d_state:
-            self._resize_state_(n)
-
-    def _load_problem(self, n: int, state_dict: Any, prefix: str) -> str | None:
-        """Why ``state_dict`` cannot be loaded at ``d_state = n`` (``None`` if it can).
-
-        Every parameter present must have its shape at that size, and a resize
-        needs every state-sized parameter (the resized ones start at zero).
-        """
-        shapes = self._state_shapes(n)
-        for name, prm in self._parameters.items():
-            if prm is None:
-                continue
-            want = tuple(shapes.get(name, prm.shape))
-            val = state_dict.get(prefix + name)
-            if val is None:
-                if n != self.d_state and name in shapes:
-                    return (
-                        f"extra state says d_state={n}, but the state dict has no "
-                        f"{prefix + name!r} to fill the resized parameter"
-                    )
-                continue
-            if isinstance(val, torch.Tensor) and tuple(val.shape) != want:
-                return (
-                    f"extra state says d_state={n}, so {prefix + name} must have shape "
-                    f"{want}, got {tuple(val.shape)}; the layer was left unchanged"
-                )
-        return None
-
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-    ):
-        # torch reads extra state only after copying the parameters, which fails
-        # on a size mismatch; read it first.  Validate everything this layer
-        # will load before resizing, so an inconsistent state dict leaves the
-        # layer untouched (and loads nothing into it).
-        key = prefix + _EXTRA_STATE_KEY_SUFFIX
-        if key in state_dict:
-            n = self._extra_state_size(state_dict[key])
-            problem = self._load_problem(n, state_dict, prefix)
-            if problem is not None:
-                error_msgs.append(problem)
-                return
-            if n != self.d_state:
-                self._resize_state_(n)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
-        """:meth:`torch.nn.Module.load_state_dict`, all or nothing.
-
-        Resizes the layer to the saved ``d_state`` first (see the class
-        docstring).  If the load fails for any reason (an inconsistent extra
-        state, a wrong shape, a missing or unexpected key with ``strict``),
-        the layer is restored to exactly what it was: the same ``Parameter``
-        objects (so an optimizer holding them stays valid) with the same
-        values and the same ``d_state``.  (Inside a larger model loaded
-        through the model's own ``load_state_dict``, an inconsistent state for
-        this layer still leaves it untouched; torch does not undo other
-        modules' partial loads.)
-        """
-        saved = dict(self._parameters)
-        values = {n: p.detach().clone() for n, p in saved.items() if p is not None}
-        try:
-            return super().load_state_dict(state_dict, strict=strict, assign=assign)
-        except BaseException:
-            with torch.no_grad():
-                for name, prm in saved.items():
-                    self._parameters[name] = prm
-                    if prm is not None:
-                        prm.copy_(values[name])
-            raise
-
-
-class MIMOLayer(StateSizedModule):
-    """Base of the one-system layers (LRU, S5): ``y = Re(C x) + D u`` by the scans.
-
-    Subclasses define ``_discrete(dtype=None) -> (log_lam (N,), B (N, H),
-    C (H, N), D (H,))``, the recurrence with any factor 2 folded into ``C``.
-    """
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``y = Re(C x) + D u`` for ``u (batch, length, d_model)`` (chunked scan).
-
-        Computed in float32 or float64 whatever the parameter and input
-        dtypes, with autocast off; returned in the autocast dtype inside
-        ``torch.autocast``, else in the parameters' dtype (see :func:`precision`).
-        """
-        return run_in_compute_dtype(
-            u, self.d_model, self.D.dtype, lambda v, dt: mimo_forward(v, *self._discrete(dt))
-        )
-
-    def forward_sequential(self, u: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`forward` by a Python loop over time (test oracle; slow)."""
-        return run_in_compute_dtype(
-            u,
-            self.d_model,
-            self.D.dtype,
-            lambda v, dt: mimo_forward_sequential(v, *self._discrete(dt)),
-        )

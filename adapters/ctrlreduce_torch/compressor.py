@@ -1,9 +1,18 @@
-"""CompreSSM: in-training compression of SSM layers by balanced truncation.
+"""CompreSSM: in-training compression of SSM layers by balanced truncation (orchestration).
 
 A model starts large, trains for a short while, measures which of its states
-matter from the Hankel singular values (HSVs) of each SSM layer's real
-complex diagonal system, drops the rest in place, and finishes training at the small
-size (Chahine et al., arXiv 2510.02823).
+matter from the Hankel singular values (HSVs) of each SSM layer's complex
+diagonal recurrence, drops the rest in place, and finishes training at the
+small size (Chahine et al., arXiv 2510.02823).
+
+This module only orchestrates: the schedule and the rank rules are pure
+functions in :mod:`ctrlreduce_torch._policy`, a cut is planned and applied by
+:mod:`ctrlreduce_torch.reduce` (:func:`~ctrlreduce_torch.plan_cut`,
+:func:`~ctrlreduce_torch.apply_plan`) or :mod:`ctrlreduce_torch.modal`, and
+what each layer class is comes from its registered family.  At every attempt
+each layer is planned **once** (one LTI form, one set of Gramian factors, one
+SVD, one bound curve); its order is chosen once from that plan; the chosen
+cut is applied with the plan's factors and written back once.
 
 Glossary
 --------
@@ -18,13 +27,14 @@ Glossary
                    optimizer steps)
 ``sigma[g, i]``    HSVs of layer system ``g`` (one system for LRU/S5, one per
                    channel for S4D), descending, ``i = 0..n-1``: those of
-                   the complex system ``(diag(lam), B, C)`` in the layer's
-                   read-after-update convention,
-                   ``hankel_singular_values(layer, augmented=False)``, which
-                   :func:`~ctrlreduce_torch.reduce.reduce_` (``method="complex"``)
+                   the complex recurrence ``(diag(lam), B, C)`` as the layer
+                   runs it, ``hankel_singular_values(layer, augmented=False,
+                   form="recurrence")`` (the plan's ``hsv``), which
+                   :func:`~ctrlreduce_torch.reduce_` (``method="complex"``)
                    truncates and bounds with, as the CompreSSM reference does
-``k``              HSVs per unit of ``d_state`` (LRU and S5: 1, one per
-                   complex state; S4D: 1/2, ``d_state / 2`` modes per channel)
+``k``              HSVs per unit of ``d_state``: ``1 / states_per_mode`` of the
+                   layer's family (LRU and S5: 1; S4D: 1/2, ``d_state / 2``
+                   modes per channel)
 ``E_g(d)``         the energy kept at ``d_state = d``:
                    ``sum_{i < k d} sigma[g, i] / sum_i sigma[g, i]``
 =================  ==========================================================
@@ -64,13 +74,14 @@ starts from the sizes the previous one left.
 Selection
 ---------
 ``"smallest"`` (default) is balanced truncation: the states with the
-smallest HSVs go, by :func:`ctrlreduce_torch.reduce.reduce_` with
-``method="complex"``: balanced truncation of the complex system, whose
+smallest HSVs go, by the planned cut (:func:`ctrlreduce_torch.apply_plan`,
+``reduce_``'s ``method="complex"``): balanced truncation of the complex system, whose
 bound ``2 sum(tail)`` also bounds the change of the real map ``Re(C x)``
 (truncating the real map directly mostly yields real eigenvalues, which a
 complex diagonal layer cannot hold).  The ablations
 choose the new size by the same rule but cannot be balanced truncation of
-other HSVs; instead they truncate the layer's own diagonal (modal) form:
+other HSVs; instead they truncate the layer's own diagonal (modal) form
+(:func:`ctrlreduce_torch.modal_truncate_`):
 ``"random"`` keeps a uniformly random subset of modes (seeded by ``seed``,
 the attempt and the layer index), ``"largest"`` keeps the least dominant
 modes, dropping those with the largest modal HSV
@@ -81,63 +92,54 @@ modes, dropping those with the largest modal HSV
 from __future__ import annotations
 
 import copy
-import heapq
-import math
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
+from . import _policy
 from ._checks import check_bool, check_choice, check_int, check_real, seen
+from ._layer import LayerFamily, family_of
 from .convert import check_finite_parameters
+from .distributed import broadcast_object, sync_after_cut
+from .modal import choose_modes, modal_truncate_, scores_of
 from .optim import check_rebindable, rebind_optimizer_
+from .reduce import CutPlan, ReductionReport, apply_plan, plan_cut
 
-__all__ = ["Compressor", "cut_steps", "find_ssm_layers"]
+__all__ = ["Compressor", "find_ssm_layers"]
 
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How the compressor treats one SSM layer type."""
-
-    name: str
-    hsv_per_state: float  # ranked HSVs per unit of d_state (k)
-    granularity: int  # d_state moves in steps of this
-    min_state: int  # never cut below this
-
-
-def _registry() -> dict[type[nn.Module], _Kind]:
-    """Explicit map from supported layer classes to their treatment."""
-    from .lru import LRU
-    from .s4d import S4D
-    from .s5 import S5
-
-    return {
-        # one complex HSV per complex state; S4D has d_state / 2 modes per channel
-        LRU: _Kind("lru", hsv_per_state=1, granularity=1, min_state=1),
-        S5: _Kind("s5", hsv_per_state=1, granularity=1, min_state=1),
-        S4D: _Kind("s4d", hsv_per_state=0.5, granularity=2, min_state=2),
-    }
+#: Errors that make a layer's plan or cut fail without stopping training.
+_SOFT_ERRORS = (ValueError, RuntimeError, np.linalg.LinAlgError)
 
 
 def find_ssm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every supported SSM layer in ``model`` as ``(qualified name, layer)``, in module order.
+    """Every registered SSM layer in ``model`` as ``(qualified name, layer)``, in module order.
 
-    Wrappers (``DistributedDataParallel``, ``torch.compile``) are looked
-    through: the names are those of the innermost module.
+    A layer is any module whose class (or a base class) has a registered
+    family (:func:`ctrlreduce_torch.register_family`); a registered layer
+    inside another one is not listed again.  Wrappers
+    (``DistributedDataParallel``, ``torch.compile``) are looked through: the
+    names are those of the innermost module.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {seen(model)}")
-    reg = _registry()
-    inner = _unwrap(model)
-    return [(name, m) for name, m in inner.named_modules() if type(m) in reg]
+    found: list[tuple[str, nn.Module]] = []
+    for name, m in _unwrap(model).named_modules():
+        if any(outer == "" or name.startswith(f"{outer}.") for outer, _ in found):
+            continue
+        try:
+            family_of(m)
+        except TypeError:
+            continue
+        found.append((name, m))
+    return found
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -148,128 +150,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod  # torch.compile's OptimizedModule
         else:
             return model
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-def cut_steps(total_steps: int, window: float, attempts: int) -> list[int]:
-    """The steps at which the compressor cuts: ``round(j * W / a)``, ``j = 1..a``.
-
-    ``W = floor(window * total_steps)``.  Steps are 1-based counts of
-    :meth:`Compressor.step` calls.  Raises ``ValueError`` if the window is too
-    short to hold ``attempts`` distinct steps.
-    """
-    total_steps = check_int(total_steps, "total_steps", minimum=1)
-    window = check_real(window, "window", lo=0.0, hi=1.0, lo_open=True)
-    attempts = check_int(attempts, "attempts", minimum=1)
-    W = math.floor(window * total_steps)
-    steps = [round(j * W / attempts) for j in range(1, attempts + 1)]
-    if attempts > 0 and (steps[0] < 1 or len(set(steps)) != attempts):
-        raise ValueError(
-            f"window * total_steps = {window} * {total_steps} = {W} steps cannot hold "
-            f"attempts={attempts} distinct cut steps"
-        )
-    return steps
-
-
-# --------------------------------------------------------------------------- rank rules
-
-
-def _hsv_matrix(layer: nn.Module) -> np.ndarray:
-    """The layer's HSVs as a float64 array ``(G, n)``, each row descending."""
-    from .hsv import hankel_singular_values
-
-    with torch.no_grad():
-        # the complex system's HSVs: what reduce_ (method="complex") truncates and bounds with
-        s = hankel_singular_values(layer, augmented=False)
-    s = s.detach().to("cpu", torch.float64).numpy()
-    s = np.atleast_2d(s)
-    if not np.all(np.isfinite(s)):
-        raise ValueError("the layer's HSVs are not finite")
-    return -np.sort(-s, axis=1)
-
-
-def _kept_energy(sigma: np.ndarray, kind: _Kind, d_max: int) -> np.ndarray:
-    """``E(d)`` for ``d = 0..d_max``: ``min_g`` fraction of HSV sum kept, shape ``(d_max+1,)``."""
-    total = sigma.sum(axis=1, keepdims=True)  # (G, 1)
-    total = np.where(total > 0, total, 1.0)
-    csum = np.concatenate([np.zeros((sigma.shape[0], 1)), np.cumsum(sigma, axis=1)], axis=1)
-    idx = np.minimum((np.arange(d_max + 1) * kind.hsv_per_state).astype(int), sigma.shape[1])
-    return (csum[:, idx] / total).min(axis=0)
-
-
-def _tail_bound(sigma: np.ndarray, kind: _Kind, d: int) -> float:
-    """``max_g 2 sum_{i >= k d} sigma[g, i]``: the a-priori H-infinity bound at ``d``."""
-    return float(2.0 * sigma[:, int(d * kind.hsv_per_state) :].sum(axis=1).max())
-
-
-def _legal(d: int, kind: _Kind, current: int) -> int:
-    """Round ``d`` up to the layer's granularity, clipped to ``[min_state, current]``."""
-    g = kind.granularity
-    d = -(-d // g) * g
-    return int(min(max(d, kind.min_state), current))
-
-
-def _order_tau(sigma: np.ndarray, kind: _Kind, current: int, tau: float) -> int:
-    E = _kept_energy(sigma, kind, current)
-    ok = np.nonzero(E >= 1.0 - tau - 1e-12)[0]  # 1e-12: round-off in the cumulative sum
-    return _legal(int(ok[0]) if ok.size else current, kind, current)
-
-
-def _order_tol(sigma: np.ndarray, kind: _Kind, current: int, tol: float) -> int:
-    for d in range(kind.min_state, current + 1):
-        if d % kind.granularity == 0 and _tail_bound(sigma, kind, d) <= tol:
-            return d
-    return current
-
-
-def _orders_budget(
-    sigmas: Sequence[np.ndarray], kinds: Sequence[_Kind], current: Sequence[int], budget: int
-) -> list[int]:
-    """Greedy global allocation of ``budget`` state units by normalized energy gain."""
-    curves = [_kept_energy(s, k, c) for s, k, c in zip(sigmas, kinds, current, strict=True)]
-    orders = [min(k.min_state, c) for k, c in zip(kinds, current, strict=True)]
-    left = budget - sum(orders)
-    heap: list[tuple[float, int]] = []
-
-    def push(layer: int) -> None:
-        k, d = kinds[layer], orders[layer]
-        nxt = d + k.granularity
-        if nxt <= current[layer]:
-            gain = (curves[layer][nxt] - curves[layer][d]) / k.granularity
-            heapq.heappush(heap, (-gain, layer))
-
-    for i in range(len(orders)):
-        push(i)
-    while heap and left > 0:
-        _, i = heapq.heappop(heap)
-        if kinds[i].granularity > left:
-            continue
-        orders[i] += kinds[i].granularity
-        left -= kinds[i].granularity
-        push(i)
-    return orders
-
-
-# --------------------------------------------------------------------------- compressor
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.detach().cpu().tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    return x
 
 
 class Compressor:
@@ -321,7 +201,8 @@ class Compressor:
         not numbers; NumPy integer and floating scalars are accepted).
     ValueError
         An argument out of range, not exactly one mode, no SSM layer in
-        ``model``, a layer with non-finite parameters (named), an optimizer
+        ``model``, ``selection="smallest"`` for a layer whose family takes
+        only an index selection, a layer with non-finite parameters (named), an optimizer
         whose state cannot follow a cut (see
         :func:`ctrlreduce_torch.optim.check_rebindable`), or
         ``distributed=True`` without an initialized process group.  Every
@@ -331,10 +212,13 @@ class Compressor:
     ----------
     history : list of dict
         One JSON-serializable entry per layer and attempt: ``attempt``,
-        ``step``, ``layer`` (qualified name), ``old_order``, ``new_order``,
-        ``hsv`` (list of rows), ``error_bound``, ``seconds``, ``applied``,
-        ``reason``, ``method`` (``reduce_``'s ``"real"``/``"complex"``, or
-        ``"modal-random"``/``"modal-largest"``).
+        ``step``, ``layer`` (qualified name), then the cut's
+        :meth:`ReductionReport.to_dict`: ``old_order``, ``new_order``,
+        ``hsv`` (the ranked HSVs before the cut, list of rows, ``None`` when
+        they could not be computed), ``error_bound`` (``None`` for modal
+        cuts), ``seconds``, ``applied``, ``reason``, ``method``
+        (``"complex"``, or ``"modal-random"``/``"modal-largest"``; empty when
+        no cut was tried), ``realization_error``, ``optimizer_params_rebound``.
     """
 
     def __init__(
@@ -355,8 +239,6 @@ class Compressor:
         ema: Sequence[nn.Module] = (),
         distributed: bool | None = None,
     ) -> None:
-        from torch.optim.swa_utils import AveragedModel
-
         if isinstance(model, AveragedModel):
             raise TypeError(
                 "model must be the live model, got an AveragedModel (EMA/SWA copy); "
@@ -400,24 +282,28 @@ class Compressor:
             if not isinstance(e, AveragedModel):
                 raise TypeError(f"ema entries must be AveragedModel, got {seen(e)}")
         distributed = check_bool(distributed, "distributed", allow_none=True)
-        if distributed:
-            import torch.distributed as dist
-
-            if not (dist.is_available() and dist.is_initialized()):
-                raise ValueError(
-                    "distributed=True needs an initialized torch.distributed process group "
-                    "(call torch.distributed.init_process_group first), got none; pass "
-                    "distributed=None to follow the process group when there is one"
-                )
+        if distributed and not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(
+                "distributed=True needs an initialized torch.distributed process group "
+                "(call torch.distributed.init_process_group first), got none; pass "
+                "distributed=None to follow the process group when there is one"
+            )
         layers = find_ssm_layers(model)
         if not layers:
             raise ValueError(
-                "model contains no supported SSM layer (LRU, S5, S4D); nothing to compress"
+                "model contains no supported SSM layer (LRU, S5, S4D, or a registered "
+                "family); nothing to compress"
             )
-        for name, layer in layers:
+        families = [family_of(m) for _, m in layers]
+        for (name, layer), family in zip(layers, families, strict=True):
             check_finite_parameters(layer, what=f"layer {name!r}")
-            sized = [getattr(layer, n) for n in layer._state_shapes(layer.d_state)]
-            check_rebindable(optimizer, sized)
+            check_rebindable(optimizer, family.state_parameters(layer).values())
+            if selection == "smallest" and not family.balanced_writeback:
+                raise ValueError(
+                    f"selection='smallest' needs a balanced write-back, but layer {name!r} "
+                    f"(family {family.name!r}) takes only an index selection; use "
+                    "selection='largest' or 'random'"
+                )
 
         self.model = model
         self.module = _unwrap(model)
@@ -431,23 +317,22 @@ class Compressor:
         self.seed = seed
         self.ema = ema
         self._distributed = distributed
-        self.schedule = cut_steps(total_steps, self.window, attempts)
+        self.schedule = _policy.cut_steps(total_steps, self.window, attempts)
         self.layers = layers
-        self._kinds = [_registry()[type(m)] for _, m in self.layers]
-        self.initial_dims = [int(m.d_state) for _, m in self.layers]
+        self._families: list[LayerFamily] = families
+        self.initial_dims = self.state_dims
         self.history: list[dict[str, Any]] = []
         self.step_count = 0
         self.reduce_seconds = 0.0
         self._elapsed = 0.0
         self._t_last: float | None = None
-        self._method = ""
 
     # ------------------------------------------------------------------ public
 
     @property
     def state_dims(self) -> list[int]:
         """Current ``d_state`` of every compressed layer, in module order."""
-        return [int(m.d_state) for _, m in self.layers]
+        return [f.d_state(m) for (_, m), f in zip(self.layers, self._families, strict=True)]
 
     def step(self) -> bool:
         """Count one optimizer step; cut if this is a scheduled step.
@@ -521,12 +406,14 @@ class Compressor:
         elapsed = check_real(state["elapsed"], "state['elapsed']", lo=0.0)
         if len(dims) != len(self.layers):
             raise ValueError(f"state has {len(dims)} layers, the model has {len(self.layers)}")
-        for (_, layer), d, kind in zip(self.layers, dims, self._kinds, strict=True):
-            if d > layer.d_state:
-                raise ValueError(f"cannot grow a layer from d_state={layer.d_state} to {d}")
-            if d % kind.granularity:
-                raise ValueError(f"state['state_dims'] has d_state={d} for a {kind.name} layer "
-                                 f"(must be a multiple of {kind.granularity})")
+        for (_, layer), d, family in zip(self.layers, dims, self._families, strict=True):
+            now = family.d_state(layer)
+            if d > now:
+                raise ValueError(f"cannot grow a layer from d_state={now} to {d}")
+            k = family.states_per_mode
+            if d % k:
+                raise ValueError(f"state['state_dims'] has d_state={d} for a {family.name} layer "
+                                 f"(must be a multiple of {k})")
         held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         if any(id(p) not in held for _, m in self.layers for p in m.parameters()):
             raise RuntimeError(
@@ -535,9 +422,9 @@ class Compressor:
                 "compressor.load_state_dict before model.load_state_dict"
             )
         # validated: now resize
-        for (_, layer), d in zip(self.layers, dims, strict=True):
-            if d < layer.d_state:
-                _resize_fresh(layer, d, self.optimizer)
+        for (_, layer), d, family in zip(self.layers, dims, self._families, strict=True):
+            if d < family.d_state(layer):
+                _resize_fresh(layer, family, d, self.optimizer)
         self.step_count = step_count
         self.history = copy.deepcopy(list(state["history"]))
         self.reduce_seconds = reduce_seconds
@@ -562,8 +449,6 @@ class Compressor:
         }
 
     def _is_distributed(self) -> bool:
-        import torch.distributed as dist
-
         if self._distributed is False:
             return False
         up = dist.is_available() and dist.is_initialized()
@@ -576,250 +461,142 @@ class Compressor:
             return True
         return up and dist.get_world_size() > 1
 
-    def _targets(self, attempt: int) -> tuple[list[int | None], list[np.ndarray | None], list[str]]:
-        """New orders (``None`` = leave alone), HSVs and reasons for every layer."""
-        n = len(self.layers)
-        sigmas: list[np.ndarray | None] = [None] * n
-        reasons = [""] * n
-        for i, (_, layer) in enumerate(self.layers):
+    def _plans(self) -> tuple[list[CutPlan | None], list[str]]:
+        """One plan per layer (the complex recurrence's factors, SVD, HSVs and bounds)."""
+        plans: list[CutPlan | None] = []
+        reasons: list[str] = []
+        for _, layer in self.layers:
             try:
-                sigmas[i] = _hsv_matrix(layer)
-            except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                reasons[i] = f"HSVs unavailable: {exc}"
+                plans.append(plan_cut(layer, method="complex"))
+                reasons.append("")
+            except _SOFT_ERRORS as exc:
+                plans.append(None)
+                reasons.append(f"HSVs unavailable: {exc}")
+        return plans, reasons
+
+    def _orders(
+        self, attempt: int, plans: list[CutPlan | None], reasons: list[str]
+    ) -> list[int | None]:
+        """New ``d_state`` per layer (``None``: leave alone, with ``reasons[i]`` set)."""
+        n = len(self.layers)
         current = self.state_dims
-        orders: list[int | None] = [None] * n
+        k = [f.states_per_mode for f in self._families]
+        modes: list[int | None] = [None] * n
+        ok = [i for i in range(n) if plans[i] is not None]
         if self.mode in ("final_fraction", "state_budget"):
             D0 = sum(self.initial_dims)
             B = self.value if self.mode == "state_budget" else round(self.value * D0)
             target = round(D0 * (B / D0) ** (attempt / self.attempts))
-            ok = [i for i in range(n) if sigmas[i] is not None]
-            fixed = sum(current[i] for i in range(n) if sigmas[i] is None)
-            alloc = _orders_budget(
-                [sigmas[i] for i in ok],
-                [self._kinds[i] for i in ok],
-                [current[i] for i in ok],
+            fixed = sum(current[i] for i in range(n) if plans[i] is None)
+            alloc = _policy.modes_for_budget(
+                [_policy.kept_energy(plans[i].hsv.numpy()) for i in ok],
+                [k[i] for i in ok],
+                [plans[i].n_modes for i in ok],
                 max(target - fixed, 0),
             )
-            for i, d in zip(ok, alloc, strict=True):
-                orders[i] = d
+            for i, r in zip(ok, alloc, strict=True):
+                modes[i] = r
+        elif self.mode == "tau":
+            for i in ok:
+                energy = _policy.kept_energy(plans[i].hsv.numpy())
+                modes[i] = _policy.modes_for_tau(energy, self.value)
         else:
-            for i in range(n):
-                if sigmas[i] is None:
-                    continue
-                if self.mode == "tau":
-                    orders[i] = _order_tau(sigmas[i], self._kinds[i], current[i], self.value)
-                else:
-                    orders[i] = _order_tol(sigmas[i], self._kinds[i], current[i], self.value)
+            for i in ok:
+                modes[i] = _policy.modes_for_tol(plans[i].bounds, self.value)
         last_budget = self.mode in ("final_fraction", "state_budget") and attempt == self.attempts
-        for i in range(n):
-            d = orders[i]
-            if d is None:
-                continue
+        orders: list[int | None] = [None] * n
+        for i in ok:
+            d = k[i] * modes[i]
             cut = (current[i] - d) / current[i]
             if d >= current[i]:
-                orders[i], reasons[i] = None, "no states to drop"
+                reasons[i] = "no states to drop"
             elif cut < self.min_reduction and not last_budget:
-                orders[i] = None
                 reasons[i] = f"cut {current[i]}->{d} is below min_reduction={self.min_reduction}"
-        return orders, sigmas, reasons
+            else:
+                orders[i] = d
+        return orders
 
     def _attempt(self, attempt: int) -> bool:
         dist_on = self._is_distributed()
-        orders, sigmas, reasons = self._targets(attempt)
+        plans, reasons = self._plans()
+        orders = self._orders(attempt, plans, reasons)
         keeps: list[torch.Tensor | None] = [None] * len(self.layers)
         if self.selection != "smallest":
-            for i, (_, layer) in enumerate(self.layers):
+            for i, plan in enumerate(plans):
                 if orders[i] is not None:
-                    keeps[i] = _modal_choice(
-                        layer, orders[i], self.selection, (self.seed, attempt, i)
+                    n_keep = orders[i] // self._families[i].states_per_mode
+                    keeps[i] = choose_modes(
+                        scores_of(plan.lti), n_keep, self.selection, (self.seed, attempt, i)
                     )
         if dist_on:  # every rank applies rank 0's decision
-            from .distributed import broadcast_object
-
             orders, reasons, keeps = broadcast_object((orders, reasons, keeps))
         changed = False
-        for i, (name, layer) in enumerate(self.layers):
-            entry: dict[str, Any] = {
-                "attempt": attempt,
-                "step": self.step_count,
-                "layer": name,
-                "old_order": int(layer.d_state),
-                "new_order": int(layer.d_state),
-                "hsv": sigmas[i],
-                "error_bound": 0.0,
-                "seconds": 0.0,
-                "applied": False,
-                "reason": reasons[i],
-                "method": "",
-            }
+        for i, (name, _) in enumerate(self.layers):
             if reasons[i].startswith("HSVs unavailable"):
                 warnings.warn(
                     f"CompreSSM: {name} not reduced at step {self.step_count}: {reasons[i]}",
                     RuntimeWarning,
                     stacklevel=3,
                 )
-            if orders[i] is not None:
-                t0 = time.perf_counter()
-                self._method = ""
-                applied, new, bound, reason = self._cut(layer, orders[i], keeps[i])
-                entry.update(
-                    new_order=new,
-                    error_bound=bound,
-                    applied=applied,
-                    reason=reason,
-                    seconds=time.perf_counter() - t0,
-                    method=self._method,
-                )
-                if not applied:
+            if orders[i] is None:
+                report = self._skipped(i, plans[i], reasons[i])
+            else:
+                report = self._cut(plans[i], orders[i], keeps[i])
+                if not report.applied:
                     warnings.warn(
                         f"CompreSSM: cut of {name} at step {self.step_count} "
-                        f"({entry['old_order']} -> {orders[i]}) refused: {reason}; "
+                        f"({report.old_order} -> {orders[i]}) refused: {report.reason}; "
                         "training continues at the old size",
                         RuntimeWarning,
                         stacklevel=3,
                     )
-                changed |= applied
-            self.history.append(_jsonable(entry))
+                changed |= report.applied
+            entry = {"attempt": attempt, "step": self.step_count, "layer": name}
+            self.history.append({**entry, **report.to_dict()})
         if dist_on:
-            from .distributed import sync_after_cut
-
             changed = sync_after_cut([m for _, m in self.layers], changed)
         if changed:
             for e in self.ema:
                 _restart_ema(e, self.module)
         return changed
 
-    def _cut(
-        self, layer: nn.Module, order: int, keep: torch.Tensor | None
-    ) -> tuple[bool, int, float | None, str]:
-        """One layer's cut: ``(applied, new d_state, bound, reason)``; unchanged when refused."""
-        old = int(layer.d_state)
+    def _skipped(self, i: int, plan: CutPlan | None, reason: str) -> ReductionReport:
+        """The report of a layer left alone (gate, nothing to drop, HSVs unavailable)."""
+        d = self.state_dims[i]
+        hsv = None if plan is None else plan.hsv
+        return ReductionReport(d, d, hsv, 0.0, False, reason, 0.0)
+
+    def _cut(self, plan: CutPlan, order: int, keep: torch.Tensor | None) -> ReductionReport:
+        """One layer's cut from its plan; a refusal (or error) leaves everything unchanged."""
+        d = plan.d_state
         if self.selection == "smallest":
-            from .reduce import reduce_
-
-            how: dict[str, Any] = {"tol": self.value} if self.mode == "tol" else {"order": order}
-            how["method"] = "complex"  # the system whose HSVs _hsv_matrix ranks by
             try:
-                with warnings.catch_warnings():  # re-issued below, with the step and layer
+                with warnings.catch_warnings():  # re-issued by _attempt, with the step and layer
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    rep = reduce_(layer, optimizer=self.optimizer, **how)
-            except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                return False, old, None, f"reduce_ raised {type(exc).__name__}: {exc}"
-            if not rep.applied:
-                return False, old, None, str(rep.reason)
-            self._method = str(getattr(rep, "method", ""))
-            return True, int(layer.d_state), float(rep.error_bound), ""
+                    return apply_plan(plan, order, optimizer=self.optimizer)
+            except _SOFT_ERRORS as exc:
+                reason = f"apply_plan raised {type(exc).__name__}: {exc}"
+                return ReductionReport(d, d, plan.hsv, None, False, reason, plan.seconds, "complex")
+        method = "modal-" + self.selection
         try:
-            _modal_truncate_(layer, keep, self.optimizer)
+            report = modal_truncate_(plan.layer, keep, optimizer=self.optimizer)
         except (ValueError, RuntimeError) as exc:
-            return False, old, None, f"modal truncation failed: {exc}"
-        self._method = "modal-" + self.selection
-        return True, int(layer.d_state), None, ""
+            reason = f"modal truncation failed: {exc}"
+            return ReductionReport(d, d, plan.hsv, None, False, reason, plan.seconds, method)
+        # the history keeps the HSVs the order was chosen from, and the ablation's name
+        return replace(report, hsv=plan.hsv, method=method, seconds=plan.seconds + report.seconds)
 
 
-# --------------------------------------------------------------------------- modal truncation
+# --------------------------------------------------------------------------- helpers
 
 
-def modal_scores(layer: nn.Module) -> torch.Tensor:
-    """Dominance of each complex mode: ``|b_i| |c_i| / (1 - |lam_i|^2)``, float64.
-
-    That is the HSV of mode ``i``'s own one-state system ``(lam_i, b_i, c_i)``
-    (its Gramians are ``|b_i|^2 / (1 - |lam_i|^2)`` and
-    ``|c_i|^2 / (1 - |lam_i|^2)``).  Shape ``(G, M)``: ``G = 1`` for LRU and
-    S5 (``M = d_state``), ``G = d_model`` channels for S4D (``M = d_state / 2``).
-    The index ``i`` follows the layer's own parameter order, so a mode keeps
-    its identity while training.
-    """
-    from .convert import to_lti
-
-    with torch.no_grad():
-        lti = to_lti(layer)  # the layer's own (read-after-update) recurrence
-        lam = lti.lam.to(torch.complex128)  # (G, M)
-        b = torch.linalg.vector_norm(lti.B.to(torch.complex128), dim=2)  # (G, M)
-        c = torch.linalg.vector_norm(lti.C.to(torch.complex128), dim=1)  # (G, M)
-        return (b * c / (1.0 - lam.abs() ** 2)).real.to(torch.float64)
-
-
-def _state_axes(layer: nn.Module) -> dict[str, int]:
-    """For each state-sized parameter of ``layer``, the axis that indexes modes."""
-    d = int(layer.d_state)
-    step = _registry()[type(layer)].granularity
-    a, b = layer._state_shapes(d), layer._state_shapes(d + step)
-    axes = {}
-    for name in a:
-        diff = [i for i, (x, y) in enumerate(zip(a[name], b[name], strict=True)) if x != y]
-        if len(diff) != 1:
-            raise RuntimeError(f"cannot find the state axis of {name}: {a[name]} vs {b[name]}")
-        axes[name] = diff[0]
-    return axes
-
-
-def _modal_choice(
-    layer: nn.Module, order: int, selection: str, seed: tuple[int, int, int]
-) -> torch.Tensor:
-    """Indices of the complex modes to keep (sorted), for the ablation selections.
-
-    ``order`` is the new ``d_state``; for S4D (``d_state / 2`` modes per
-    channel) the same mode indices are kept in every channel, ranked by their
-    mean dominance over channels.
-    """
-    scores = modal_scores(layer).mean(dim=0)  # (M,)
-    M = int(scores.shape[0])
-    keep_n = max(1, (order * M) // int(layer.d_state))
-    if selection == "random":
-        rng = np.random.default_rng(list(seed))
-        idx = rng.choice(M, keep_n, replace=False)
-    else:  # "largest": drop the most dominant modes, keep the least
-        idx = np.argsort(scores.cpu().numpy(), kind="stable")[:keep_n]
-    return torch.as_tensor(np.sort(idx), dtype=torch.long)
-
-
-def _modal_truncate_(
-    layer: nn.Module, keep: torch.Tensor, optimizer: torch.optim.Optimizer | None
+def _resize_fresh(
+    layer: nn.Module, family: LayerFamily, d_state: int, optimizer: torch.optim.Optimizer
 ) -> None:
-    """Keep only the complex modes ``keep`` of a diagonal layer, in place.
-
-    Exact selection of the diagonal form's entries (and of the optimizer's
-    per-parameter moments, which are indexed the same way).  Nothing changes
-    when a new value would be non-finite.
-    """
-    axes = _state_axes(layer)
-    per_mode = 2 if _registry()[type(layer)].granularity == 2 else 1  # S4D: 2 real states/mode
-    new_d = per_mode * int(keep.numel())
-    old = {n: getattr(layer, n) for n in axes}
-    if optimizer is not None:
-        check_rebindable(optimizer, old.values())  # before anything changes
-    with torch.no_grad():
-        vals = {n: p.detach().index_select(axes[n], keep.to(p.device)) for n, p in old.items()}
-    if not all(bool(torch.isfinite(v).all()) for v in vals.values()):
-        raise ValueError("a kept parameter is not finite")
-    layer._resize_state_(new_d)
-    with torch.no_grad():
-        for n, v in vals.items():
-            getattr(layer, n).copy_(v)
-    if optimizer is not None:
-        rebind_optimizer_(
-            optimizer,
-            old,
-            {n: getattr(layer, n) for n in axes},
-            moments=lambda name, t: _select(t, axes[name], old[name].shape, keep),
-        )
-
-
-def _select(t: torch.Tensor, axis: int, shape: torch.Size, keep: torch.Tensor) -> torch.Tensor:
-    """The kept modes of optimizer state ``t`` along ``axis``; a factored statistic whose
-    ``axis`` has size 1 (averaged over the modes, e.g. Adafactor's) is copied."""
-    if t.shape[axis] != shape[axis]:
-        return t.clone()
-    return t.index_select(axis, keep.to(t.device)).clone()
-
-
-def _resize_fresh(layer: nn.Module, d_state: int, optimizer: torch.optim.Optimizer) -> None:
     """Shrink a freshly built layer to ``d_state`` (values to be overwritten by a load)."""
-    names = list(_state_axes(layer))
-    old = {n: getattr(layer, n) for n in names}
-    layer._resize_state_(d_state)
-    rebind_optimizer_(optimizer, old, {n: getattr(layer, n) for n in names}, keep_state=False)
+    old = family.state_parameters(layer)
+    family.resize_(layer, d_state)
+    rebind_optimizer_(optimizer, old, family.state_parameters(layer), keep_state=False)
 
 
 def _restart_ema(ema: nn.Module, model: nn.Module) -> None:

@@ -43,15 +43,19 @@ ranks by.  They are *not* the HSVs of the map the layer computes: replacing a
 state by its conjugate ``(conj lam, conj b, conj c)`` leaves ``Re(C x)`` and
 the real-map HSVs unchanged but changes the complex system's.
 
-The tensors of :class:`DiagonalLTI` are read as the standard system above
-(``to_lti(layer).to_statespace()``); the layers themselves read the state
-after the update, which is the same recurrence with the output taken one
-step later (see :func:`standard_form` and ``layer_convention``).
+The functions below read the tensors of a :class:`DiagonalLTI` as the
+standard system ``(diag(lam), B, C)`` above.  Two systems are of interest
+(see :mod:`ctrlreduce_torch._lti`): the layer's input-output map, whose
+standard form is ``(lam, B, C diag(lam), D + Re(C B))``
+(:func:`~ctrlreduce_torch._lti.standard_form`; ``form="map"``, the default of
+:func:`hankel_singular_values`), and the recurrence ``(lam, B, C, D)`` itself
+(``form="recurrence"``), which :func:`ctrlreduce_torch.reduce_` truncates.
 
 Factors: batched Cholesky of the closed-form Gramians; for systems whose
 Gramian is numerically singular or ill-conditioned, Hammarling's method from
-``B`` (or ``C``) directly (:func:`hammarling_factor`), which keeps the relative
-accuracy of small HSVs.  HSVs: ``svdvals(Lo^H Lc)`` (the square-root method).
+``B`` (or ``C``) directly (:func:`hammarling_factor`, with pivoting and
+underflow-safe pivots), which keeps the relative accuracy of small HSVs.
+HSVs: ``svdvals(Lo^H Lc)`` (the square-root method).
 
 Scale: :func:`hankel_singular_values` (and ``reduce_``) first divide ``B`` and
 ``C`` of each system by powers of two near their largest entries
@@ -64,22 +68,26 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_bool
-from ._lti import DiagonalLTI, check_lti
+from ._checks import check_bool, check_choice
+from ._lti import DiagonalLTI, check_lti, standard_form
+from .convert import to_lti
 
 __all__ = [
-    "layer_form",
-    "standard_form",
+    "FORMS",
+    "as_lti",
+    "complex_gramians",
     "gramian_factors",
     "hammarling_factor",
     "hankel_singular_values",
     "hsv_from_factors",
-    "real_gramians",
     "pow2",
+    "real_gramians",
     "scaled_system",
     "unscale_hsv",
-    "complex_gramians",
 ]
+
+#: The systems whose HSVs :func:`hankel_singular_values` gives (see the module docstring).
+FORMS = ("map", "recurrence")
 
 
 def as_lti(layer_or_lti: object, name: str = "layer_or_lti") -> DiagonalLTI:
@@ -87,42 +95,11 @@ def as_lti(layer_or_lti: object, name: str = "layer_or_lti") -> DiagonalLTI:
     if isinstance(layer_or_lti, DiagonalLTI):
         return layer_or_lti
     if isinstance(layer_or_lti, torch.nn.Module):
-        from .convert import to_lti  # local: convert imports the layers
-
         return to_lti(layer_or_lti)
     raise TypeError(
-        f"{name} must be an LRU, S5 or S4D layer or a DiagonalLTI, "
+        f"{name} must be a registered SSM layer (LRU, S5, S4D, ...) or a DiagonalLTI, "
         f"got {type(layer_or_lti).__name__}"
     )
-
-
-def standard_form(lti: DiagonalLTI) -> DiagonalLTI:
-    """The layer's map as a standard realization (state read *before* the update).
-
-    LRU, S5 and S4D compute ``x[k] = lam x[k-1] + B u[k]``,
-    ``y[k] = Re(C x[k]) + D u[k]``, and :func:`ctrlreduce_torch.to_lti` returns
-    exactly these ``(lam, B, C, D)``.  With ``s[k] = x[k-1]`` the same map is
-    the standard system ``s[k+1] = lam s[k] + B u[k]``,
-    ``y[k] = Re(C lam s[k]) + (D + Re(C B)) u[k]``; this returns
-    ``(lam, B, C diag(lam), D + Re(C B))`` (complex128/float64).  Its
-    transfer function is ``G(z) = D + z (F(z) - D)`` with ``F`` that of
-    ``(lam, B, C, D)`` read as a standard system.
-    """
-    lam, B, C = _cast(lti)
-    return DiagonalLTI(lam, B, C * lam[:, None, :], lti.D.to(torch.float64) + (C @ B).real)
-
-
-def layer_form(lti: DiagonalLTI) -> DiagonalLTI:
-    """Inverse of :func:`standard_form`: ``(lam, B, C diag(lam)^{-1}, D - Re(C lam^{-1} B))``.
-
-    Requires ``lam != 0``.  Note that :func:`ctrlreduce_torch.to_lti` already
-    returns the layer form; this is for systems given in standard form.
-    """
-    lam, B, C = _cast(lti)
-    if bool((lam == 0).any()):
-        raise ValueError("layer_form needs every eigenvalue nonzero, got lam == 0")
-    Cl = C / lam[:, None, :]
-    return DiagonalLTI(lam, B, Cl, lti.D.to(torch.float64) - (Cl @ B).real)
 
 
 def _cast(lti: DiagonalLTI) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,39 +143,96 @@ def real_gramians(lti: DiagonalLTI) -> tuple[torch.Tensor, torch.Tensor]:
     return 0.5 * (P + P.mT), 0.5 * (Q + Q.mT)
 
 
-def hammarling_factor(lam: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Upper-triangular ``R`` (G, n, n) with ``R R^H = P`` for diagonal Stein equations.
+def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``x * 2^e`` exactly (unless the result itself leaves the normal range), ``e`` integer.
 
-    ``diag(lam) P diag(lam)^H - P + B B^H = 0`` per system.
+    Two factors, so that ``2^e`` itself never over- or underflows for ``|e| <= 2046``.
+    """
+    h = e // 2
+    return x * pow2(h) * pow2(e - h)
+
+
+def _pivot(b: torch.Tensor, denom: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched Hammarling pivot ``mu = ||b|| / sqrt(denom)``, ``w = b^H / mu``, ``||w||^2 = denom``.
+
+    ``b`` (G, m) complex128, ``denom`` (G,) float64 ``> 0``.  The rows of the
+    updated right-hand side shrink geometrically along the recursion (products
+    of Blaschke factors) and reach 1e-170 and below, where ``sum |b_k|^2``
+    underflows and a plain ``vector_norm(b)`` returns 0 or a denormal with a
+    few correct bits; ``w`` would then have the wrong length and the factor
+    be silently wrong.  So ``b`` is first scaled by an exact power of two
+    (``max |b| in [1/2, 1)``), its norm and direction taken at that size, and
+    only ``mu`` (which may underflow harmlessly) carries the scale, as in
+    ``ctrlreduce._hammarling._pivot``.  Where ``b`` is exactly zero,
+    ``mu = 0`` and ``w = 0`` (the step changes nothing).
+    """
+    big = b.abs().amax(dim=1)  # (G,)
+    _, e = torch.frexp(big)  # big = f 2^e, f in [1/2, 1); e = 0 for big = 0
+    e = e.to(torch.int64)
+    bs = _ldexp(b, -e[:, None])  # (G, m), max |bs| in [1/2, 1)
+    ns = torch.linalg.vector_norm(bs, dim=1)  # (G,) in [1/2, sqrt(m)]: no over- or underflow
+    root = denom.sqrt()
+    zero = big == 0
+    safe = torch.where(zero, 1.0, ns)
+    mu = torch.where(zero, 0.0, _ldexp(ns / root, e))
+    w = torch.where(zero[:, None], 0.0, bs.conj() * (root / safe)[:, None])
+    return mu, w
+
+
+def hammarling_factor(lam: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Factor ``L`` (G, n, n) with ``L L^H = P`` for diagonal Stein equations, with pivoting.
+
+    ``diag(lam) P diag(lam)^H - P + B B^H = 0`` per system, ``|lam| < 1``.
 
     Hammarling's method for a diagonal ``A`` (the recursion of
-    ``ctrlreduce._lyapunov.hammarling_diagonal``), batched over ``G``: the
+    ``ctrlreduce._hammarling.hammarling_diagonal``), batched over ``G``: the
     factor is built from ``B`` without forming ``P``, so small HSVs keep
     their relative accuracy when ``P`` is numerically singular (e.g. one
-    input and fast-decaying HSVs).  ``O(n^2 m)`` work in ``n`` sequential
-    steps, each a batched vector operation.
+    input and clustered or slowly decaying modes).  Each of the ``n`` steps
+    peels off the remaining state with the largest remaining Gramian
+    diagonal, ``max_k |W_pk| / sqrt(1 - |lam_p|^2)`` (pivoted Cholesky of the
+    Cauchy-like Gramian): without it a nearly uncontrollable state met early
+    gives a tiny pivot and an ``O(1)`` column above it, and small HSVs are
+    accurate only to ``eps * sigma_1``.  The pivots are underflow-safe
+    (:func:`_pivot`).  ``L = P R J``: ``R`` upper triangular in the pivot
+    order, its rows returned in the original state order (``P``) and its
+    columns reversed (``J``), largest pivot first, so that ``Lo^H Lc`` is
+    graded from the top left.  ``O(n^2 m)`` work in ``n`` sequential steps,
+    each a batched vector operation.
     """
     G, n, m = B.shape
-    lam = lam.to(torch.complex128)
-    W = B.to(torch.complex128).clone()  # (G, n, m)
-    R = torch.zeros(G, n, n, dtype=torch.complex128, device=B.device)
+    dev = B.device
+    lam = lam.to(torch.complex128).clone()  # (G, n), permuted along the way
+    W = B.to(torch.complex128).clone()  # (G, n, m), the updated right-hand side
+    mod = lam.abs()
+    denoms = (1.0 - mod) * (1.0 + mod)  # (G, n): 1 - |lam|^2, accurately
+    order = torch.arange(n, device=dev).expand(G, n).clone()  # original index of each position
+    L = torch.zeros(G, n, n, dtype=torch.complex128, device=dev)
+    g = torch.arange(G, device=dev)
     for j in range(n - 1, -1, -1):
-        tau = lam[:, j]  # (G,)
-        b = W[:, j]  # (G, m)
-        denom = (1.0 - tau.abs()) * (1.0 + tau.abs())  # 1 - |tau|^2, accurately
-        mu = torch.linalg.vector_norm(b, dim=1) / denom.sqrt()  # (G,)
-        R[:, j, j] = mu
+        size = W[:, : j + 1].abs().amax(dim=2) / denoms[:, : j + 1].sqrt()  # (G, j + 1)
+        p = size.argmax(dim=1)  # (G,)
+        idx = torch.arange(j + 1, device=dev).expand(G, j + 1).clone()
+        idx[g, p] = j
+        idx[g, j] = p  # swap positions p and j of every system
+        gi = g[:, None]
+        W[:, : j + 1] = W[gi, idx]
+        lam[:, : j + 1] = lam[gi, idx]
+        denoms[:, : j + 1] = denoms[gi, idx]
+        order[:, : j + 1] = order[gi, idx]
+        tau, denom = lam[:, j], denoms[:, j]  # (G,)
+        mu, w = _pivot(W[:, j], denom)
+        L[g, order[:, j], j] = mu.to(torch.complex128)  # rows written in the original order
         if j == 0:
             continue
-        w = b.conj() / torch.where(mu > 0, mu, 1.0)[:, None]  # (G, m); 0 where b = 0
         B1 = W[:, :j]  # (G, j, m)
         Bw = (B1 @ w[:, :, None])[..., 0]  # (G, j)
         u = Bw / (1.0 - tau.conj()[:, None] * lam[:, :j])
         v = lam[:, :j] * u
         coef = v - ((1.0 + tau) / denom)[:, None] * Bw  # (G, j)
         W[:, :j] = B1 + coef[:, :, None] * w.conj()[:, None, :]
-        R[:, :j, j] = u
-    return R
+        L[gi, order[:, :j], j] = u
+    return L.flip(-1)  # largest pivot first
 
 
 def _realify(L: torch.Tensor) -> torch.Tensor:
@@ -325,34 +359,35 @@ def hsv_from_factors(Lc: torch.Tensor, Lo: torch.Tensor) -> torch.Tensor:
 
 
 def hankel_singular_values(
-    layer_or_lti: object, *, augmented: bool = True, layer_convention: bool = True
+    layer_or_lti: object, *, augmented: bool = True, form: str = "map"
 ) -> torch.Tensor:
     """Hankel singular values of a layer (or :class:`DiagonalLTI`), batched.
 
     Parameters
     ----------
-    layer_or_lti : LRU, S5, S4D or DiagonalLTI
-        A layer is converted with :func:`ctrlreduce_torch.convert.to_lti`.
+    layer_or_lti : LRU, S5, S4D (any registered layer) or DiagonalLTI
+        A layer is converted with :func:`ctrlreduce_torch.to_lti`; a
+        ``DiagonalLTI`` is read in that convention (the recurrence).
     augmented : bool, keyword-only
-        ``True`` (default): HSVs of the layer's real input-output map
-        ``u -> Re(C x) + D u``, i.e. of the conjugate-augmented system of order
-        ``2N``.  These are the numbers the a-priori bound
-        ``||G - G_r||_inf <= 2 sum(tail)`` of :func:`ctrlreduce_torch.reduce_`
-        refers to.  ``False``: HSVs of the complex system
-        ``(diag(lam), B, C)`` of order ``N`` (before the real part is taken),
-        the ranking used by the CompreSSM reference code.
-    layer_convention : bool, keyword-only
-        ``True`` (default): HSVs of the recurrence as the layers run it and
-        :func:`ctrlreduce_torch.to_lti` returns it, ``x[k] = lam x[k-1] + B u[k]``,
-        ``y[k] = Re(C x[k]) + D u[k]``, i.e. of
-        ``to_lti(layer).to_statespace()`` (they agree with
-        ``ctrlreduce.hankel_singular_values`` on it).  Its Hankel operator maps
-        inputs up to and including time ``k`` to outputs from time ``k`` on.
-        These are what :func:`ctrlreduce_torch.reduce_` ranks by and bounds
-        with: truncating this recurrence keeps the layer's diagonal ``D``, and
-        changes the layer's map by the same H-infinity norm.  ``False``: HSVs
-        of the strict past-to-future Hankel operator of the layer's map, i.e.
-        of :func:`standard_form` (the recurrence with ``C -> C diag(lam)``).
+        ``True`` (default): HSVs of the **real** system (the real part of the
+        output is taken), i.e. of the conjugate-augmented system of order
+        ``2N``.  ``False``: HSVs of the complex system of order ``N`` before
+        the real part is taken, the ranking of the CompreSSM reference code
+        (with ``form="recurrence"``).  Conjugating a state changes the latter,
+        not the former: they are different quantities.
+    form : {"map", "recurrence"}, keyword-only
+        ``"map"`` (default): the layer's input-output map, i.e. its Hankel
+        operator from strict past inputs to future outputs; the system of
+        ``to_lti(layer).to_statespace()``, realized as
+        ``(lam, B, C diag(lam), D + Re(C B))``.  With ``augmented=True`` these
+        are the singular values of the block Hankel matrix
+        ``[h[i + j + 1]]_{i, j >= 0}`` of the layer's own impulse response
+        ``h``.  ``"recurrence"``: the recurrence ``(lam, B, C, D)`` read as a
+        standard system (``to_lti(layer).recurrence_statespace()``), whose
+        Hankel operator maps inputs up to and including time ``k`` to outputs
+        from time ``k`` on: what :func:`ctrlreduce_torch.reduce_` truncates
+        and bounds with, because its truncation keeps the layer's diagonal
+        ``D`` and changes the layer's map by the same H-infinity norm.
 
     Returns
     -------
@@ -364,27 +399,29 @@ def hankel_singular_values(
     Raises
     ------
     TypeError
-        ``layer_or_lti`` is neither a supported layer nor a ``DiagonalLTI``.
+        ``layer_or_lti`` is neither a registered layer nor a ``DiagonalLTI``;
+        ``augmented`` not a bool; ``form`` not a str.
     ValueError
-        Non-finite parameters (the message names the parameter), an
-        eigenvalue with ``|lam| >= 1``, or HSVs beyond float64's range.
+        Unknown ``form``; non-finite parameters (the message names the
+        parameter), an eigenvalue with ``|lam| >= 1``, or HSVs beyond
+        float64's range.
 
     Notes
     -----
     ``B`` and ``C`` are first scaled by powers of two per system
     (:func:`scaled_system`), so entries anywhere in float64's range give
     correct HSVs (or a ``ValueError`` when the HSVs themselves overflow),
-    never NaN.  Closed-form Gramians (module docstring), factors by batched Cholesky
-    (Hammarling's method for the systems where it fails), then the square-root method
-    ``hsv = svdvals(Lo^T Lc)``, all batched over ``G`` in float64/complex128.
-    No Python loop over systems or states.
+    never NaN.  Closed-form Gramians (module docstring), factors by batched
+    Cholesky (Hammarling's method for the systems where it fails), then the
+    square-root method ``hsv = svdvals(Lo^T Lc)``, all batched over ``G`` in
+    float64/complex128.  No Python loop over systems or states.
     """
     check_bool(augmented, "augmented")
-    check_bool(layer_convention, "layer_convention")
+    check_choice(form, "form", FORMS)
     with torch.no_grad():
         lti = as_lti(layer_or_lti)
         check_lti(lti, "layer_or_lti")
-        if not layer_convention:
+        if form == "map":
             lti = standard_form(lti)
         lti_s, eB, eC = scaled_system(lti)
         hsv = hsv_from_factors(*gramian_factors(lti_s, augmented=augmented))

@@ -21,18 +21,35 @@ phase ``max_phase * u2``, i.e. ``theta_log = log(max_phase u2)``;
 ``gamma_log = log(sqrt(1 - |lam|^2))``; ``B_re, B_im ~ N(0, 1/(2H))``,
 ``C_re, C_im ~ N(0, 1/N)``, ``D ~ N(0, 1)``.  ``u1, u2`` are kept away from 0
 by the smallest normal float64 so that every parameter is finite.
+
+Family (:class:`LRUFamily`, registered at the end of this file)
+---------------------------------------------------------------
+* LTI form: one MIMO system, ``lam (1, N) = exp(log_lam)``, ``B (1, N, H) = gamma B``,
+  ``C (1, H, N)``, ``D (1, H, H) = diag(D)``; one state per mode.
+* State axes: axis 0 of ``nu_log, theta_log, gamma_log, B_re, B_im``; axis 1 of
+  ``C_re, C_im``.
+* Write-back (any diagonal system): ``nu_log = log(-log|lam|)``,
+  ``theta_log = log(arg lam)`` with the phase in ``(0, 2 pi)`` (phase 0 is not
+  representable: ``min_phase = 1e-8``), ``gamma_log = log(sqrt(1 - |lam|^2))``
+  (the paper's normalisation) and ``B = B_lti / gamma``; ``C``, ``D`` as they are
+  (``D`` must be diagonal).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import final
 
 import torch
+from torch import nn
 
 from ._checks import check_real, check_size
-from ._scan import MIMOLayer
+from ._layer import MAX_STEP, BalancedFamily, MIMOLayer, register_family
+from ._lti import DiagonalLTI, mimo_lti, one_mimo_system
 
-__all__ = ["LRU"]
+__all__ = ["LRU", "LRUFamily", "lru_discrete"]
 
 
 def lru_discrete(
@@ -64,7 +81,8 @@ class LRU(MIMOLayer):
     r_min, r_max : float, optional
         Ring of the initial eigenvalue moduli, ``0 <= r_min < r_max <= 1``.
     max_phase : float, optional
-        Initial phases are uniform on ``[0, max_phase]``, ``max_phase > 0``.
+        Initial phases are uniform on ``[0, max_phase]``, ``0 < max_phase <= 1e30``
+        (beyond, ``k * phase`` overflows the float32 scan).
 
     Notes
     -----
@@ -72,8 +90,6 @@ class LRU(MIMOLayer):
     runs everything in float64/complex128.  See the module docstring for the
     equations.
     """
-
-    _param_names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im", "C_re", "C_im", "D")
 
     def __init__(
         self,
@@ -91,7 +107,7 @@ class LRU(MIMOLayer):
         r_max = check_real(r_max, "r_max", lo=0.0, hi=1.0, lo_open=True)
         if not r_min < r_max:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
-        max_phase = check_real(max_phase, "max_phase", lo=0.0, lo_open=True)
+        max_phase = check_real(max_phase, "max_phase", lo=0.0, hi=MAX_STEP, lo_open=True)
         self.d_model = H
         tiny = torch.finfo(torch.float64).tiny
         u1 = torch.rand(N, dtype=torch.float64).clamp(min=tiny)
@@ -115,26 +131,52 @@ class LRU(MIMOLayer):
         }
         self._init_parameters(init)
 
-    @property
-    def d_state(self) -> int:
-        """Current number of complex states ``N``."""
-        return int(self.nu_log.shape[0])
-
-    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:
-        N, H = d_state, self.d_model
-        return {
-            "nu_log": (N,),
-            "theta_log": (N,),
-            "gamma_log": (N,),
-            "B_re": (N, H),
-            "B_im": (N, H),
-            "C_re": (H, N),
-            "C_im": (H, N),
-        }
-
     def _discrete(self, dtype: torch.dtype | None = None):
         """``(log_lam (N,), B (N, H), C (H, N), D (H,))`` from the parameters cast to ``dtype``."""
-        return lru_discrete(*(getattr(self, n).to(dtype) for n in self._param_names))
+        return lru_discrete(**{n: p.to(dtype) for n, p in self.named_parameters(recurse=False)})
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}"
+
+
+@final
+class LRUFamily(BalancedFamily):
+    """The LRU's family: one MIMO system, one state per mode (see the module docstring)."""
+
+    name = "lru"
+    states_per_mode = 1
+    state_axes = MappingProxyType(
+        {"nu_log": 0, "theta_log": 0, "gamma_log": 0, "B_re": 0, "B_im": 0, "C_re": 1, "C_im": 1}
+    )
+    #: the phase ``exp(theta_log)`` cannot be 0: eigenvalues within this of the
+    #: positive real axis are not representable
+    min_phase = 1e-8
+
+    def lti(self, layer: nn.Module, params: Mapping[str, torch.Tensor]) -> DiagonalLTI:
+        return mimo_lti(*lru_discrete(**params))
+
+    def params_from_lti(self, layer: nn.Module, lti: DiagonalLTI) -> dict[str, torch.Tensor]:
+        lam, B, C, d = one_mimo_system(lti, layer.d_model, "an LRU")
+        phase = torch.angle(lam)
+        phase = torch.where(phase < 0, phase + 2 * math.pi, phase)
+        if bool((phase == 0).any()):
+            idx = torch.nonzero(phase == 0).flatten().tolist()
+            raise ValueError(
+                f"the LRU cannot represent eigenvalues with phase 0 (real, >= 0), got some at {idx}"
+            )
+        r = lam.abs()
+        gamma = torch.sqrt(1 - r**2)
+        Bn = B / gamma[:, None]
+        return {
+            "nu_log": torch.log(-torch.log(r)),
+            "theta_log": torch.log(phase),
+            "gamma_log": torch.log(gamma),
+            "B_re": Bn.real,
+            "B_im": Bn.imag,
+            "C_re": C.real,
+            "C_im": C.imag,
+            "D": d,
+        }
+
+
+register_family(LRU, LRUFamily())

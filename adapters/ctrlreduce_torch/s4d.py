@@ -26,26 +26,45 @@ product, ``O(H M L)`` work), never from negative powers.
 Initialisation (S4D-Lin): ``A_n = -1/2 + i pi n``, ``B = 1``,
 ``C_re, C_im ~ N(0, 1/2)``, ``D ~ N(0, 1)``,
 ``log_dt ~ U(log dt_min, log dt_max)``.
+
+Family (:class:`S4DFamily`, registered at the end of this file)
+---------------------------------------------------------------
+* LTI form: ``H`` SISO systems, ``lam (H, M)``, ``B (H, M, 1) = Bbar``,
+  ``C (H, 1, M) = 2C``, ``D (H, 1, 1)``; **two states per mode** (each
+  complex mode is a real pair, so ``d_state = 2 M`` and ``d_state`` moves in
+  steps of 2).  This file is the only place that says so.
+* State axes: axis 1 of ``log_A_real, A_imag, B_re, B_im, C_re, C_im``
+  (``log_dt`` and ``D`` are per channel).
+* Write-back (any diagonal system of ``H`` channels): each channel keeps its
+  ``log_dt``; ``A = log(lam) / dt`` with the branch of ``log`` whose imaginary
+  part is nearest that of the old mode (the same mode when the number of modes
+  is unchanged, else the old mode with the nearest eigenvalue);
+  ``B = Bbar A / (lam - 1)``, ``C = C_lti / 2``.  Real eigenvalues are fine.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import final
 
 import torch
+from torch import nn
 
 from ._checks import check_size
-from ._scan import (
+from ._layer import (
+    BalancedFamily,
     StateSizedModule,
     check_step_range,
-    compute_dtype,
-    diagonal_scan,
-    run_in_compute_dtype,
+    family_of,
+    register_family,
     sample_log_step,
-    sequential_scan,
 )
+from ._lti import DiagonalLTI, nearest, siso_lti, zoh_log
+from ._scan import compute_dtype, diagonal_scan, run_in_compute_dtype, sequential_scan
 
-__all__ = ["S4D"]
+__all__ = ["S4D", "S4DFamily", "s4d_discrete"]
 
 
 def s4d_discrete(
@@ -101,15 +120,13 @@ class S4D(StateSizedModule):
         Range of the initial per-channel steps, ``0 < dt_min <= dt_max``.
     """
 
-    _even_state = True
-    _param_names = ("log_dt", "log_A_real", "A_imag", "B_re", "B_im", "C_re", "C_im", "D")
-
     def __init__(
         self, d_model: int, d_state: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1
     ) -> None:
         super().__init__()
         H = check_size(d_model, "d_model")
-        M = check_size(d_state, "d_state", minimum=2, even=True) // 2
+        family = family_of(self)
+        M = family.check_d_state(d_state) // family.states_per_mode
         dt_min, dt_max = check_step_range(dt_min, dt_max)
         self.d_model = H
         f64 = torch.float64
@@ -125,18 +142,9 @@ class S4D(StateSizedModule):
         }
         self._init_parameters(init)
 
-    @property
-    def d_state(self) -> int:
-        """``2 M``: twice the number of complex modes per channel."""
-        return 2 * int(self.log_A_real.shape[1])
-
-    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:
-        shape = (self.d_model, d_state // 2)
-        return {n: shape for n in ("log_A_real", "A_imag", "B_re", "B_im", "C_re", "C_im")}
-
     def _discrete(self, dtype: torch.dtype | None = None):
         """``(log_lam (H, M), Bbar (H, M), 2C (H, M), D (H,))``, parameters cast to ``dtype``."""
-        return s4d_discrete(*(getattr(self, n).to(dtype) for n in self._param_names))
+        return s4d_discrete(**{n: p.to(dtype) for n, p in self.named_parameters(recurse=False)})
 
     def kernel(self, length: int) -> torch.Tensor:
         """The convolution kernel ``K (d_model, length)`` (without ``D``)."""
@@ -184,3 +192,55 @@ class S4D(StateSizedModule):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}"
+
+
+@final
+class S4DFamily(BalancedFamily):
+    """S4D's family: one SISO system per channel, two states per mode (module docstring)."""
+
+    name = "s4d"
+    states_per_mode = 2
+    state_axes = MappingProxyType(
+        {"log_A_real": 1, "A_imag": 1, "B_re": 1, "B_im": 1, "C_re": 1, "C_im": 1}
+    )
+
+    def lti(self, layer: nn.Module, params: Mapping[str, torch.Tensor]) -> DiagonalLTI:
+        return siso_lti(*s4d_discrete(**params))
+
+    def params_from_lti(self, layer: nn.Module, lti: DiagonalLTI) -> dict[str, torch.Tensor]:
+        lam, B, C, D = lti.lam, lti.B, lti.C, lti.D
+        H = layer.d_model
+        G, M = lam.shape
+        if G != H:
+            raise ValueError(
+                f"an S4D layer is {H} SISO systems: lti.lam must have shape ({H}, M), "
+                f"got {tuple(lam.shape)}"
+            )
+        if B.shape != (H, M, 1):
+            raise ValueError(f"lti.B must have shape ({H}, {M}, 1) for S4D, got {tuple(B.shape)}")
+        if C.shape != (H, 1, M):
+            raise ValueError(f"lti.C must have shape ({H}, 1, {M}) for S4D, got {tuple(C.shape)}")
+        f64 = torch.float64
+        with torch.no_grad():
+            z_old, *_ = layer._discrete(f64)
+            dt = torch.exp(layer.log_dt.detach().to(f64))
+        if M == z_old.shape[1]:
+            z_ref = z_old
+        else:
+            z_ref = torch.gather(z_old, 1, nearest(lam, torch.exp(z_old)))
+        z = zoh_log(lam, z_ref)
+        A = z / dt[:, None]
+        Bc = B[..., 0] * A / torch.expm1(z)
+        C = C[:, 0, :]
+        return {
+            "log_A_real": torch.log(-A.real),
+            "A_imag": A.imag,
+            "B_re": Bc.real,
+            "B_im": Bc.imag,
+            "C_re": C.real / 2,
+            "C_im": C.imag / 2,
+            "D": D[:, 0, 0],
+        }
+
+
+register_family(S4D, S4DFamily())

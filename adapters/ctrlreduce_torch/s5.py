@@ -25,18 +25,44 @@ Initialisation: S4D-Lin eigenvalues ``Lambda_n = -1/2 + i pi n`` (``n = 0..P-1``
 instead of the paper's diagonalised HiPPO-LegS (same imaginary spacing, no
 low-rank correction); ``log_step ~ U(log dt_min, log dt_max)``;
 ``B_re, B_im ~ N(0, 1/(2H))``, ``C_re, C_im ~ N(0, 1/(2P))``, ``D ~ N(0, 1)``.
+
+Family (:class:`S5Family`, registered at the end of this file)
+--------------------------------------------------------------
+* LTI form: one MIMO system, ``lam (1, P)``, ``B (1, P, H) = Bbar``,
+  ``C (1, H, P) = 2C``, ``D (1, H, H) = diag(D)``; one state per mode.
+* State axes: axis 0 of ``Lambda_re_log, Lambda_im, log_step, B_re, B_im``;
+  axis 1 of ``C_re, C_im``.
+* Write-back (any diagonal system): the step is kept, each state's own when
+  the number of states is unchanged, else that of the old state whose
+  eigenvalue is nearest.  Zero-order hold: ``Lambda = log(lam) / step`` with
+  the branch of ``log`` whose imaginary part is nearest that same old state's
+  ``Im(Lambda step)`` (a round trip restores ``Lambda_im`` exactly); bilinear:
+  ``Lambda step = 2 (lam - 1) / (lam + 1)``.  ``B = Bbar / gain``,
+  ``C = C_lti / 2``; ``D`` must be diagonal.  Real eigenvalues are fine
+  (``Im Lambda = 0``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import final
 
 import torch
+from torch import nn
 
 from ._checks import check_choice, check_size
-from ._scan import MIMOLayer, check_step_range, sample_log_step
+from ._layer import (
+    BalancedFamily,
+    MIMOLayer,
+    check_step_range,
+    register_family,
+    sample_log_step,
+)
+from ._lti import DiagonalLTI, mimo_lti, nearest, one_mimo_system, zoh_log
 
-__all__ = ["S5"]
+__all__ = ["S5", "S5Family", "s5_discrete"]
 
 DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -82,17 +108,6 @@ class S5(MIMOLayer):
         Range of the initial per-state steps, ``0 < dt_min <= dt_max``.
     """
 
-    _param_names = (
-        "Lambda_re_log",
-        "Lambda_im",
-        "log_step",
-        "B_re",
-        "B_im",
-        "C_re",
-        "C_im",
-        "D",
-    )
-
     def __init__(
         self,
         d_model: int,
@@ -122,31 +137,67 @@ class S5(MIMOLayer):
         }
         self._init_parameters(init)
 
-    @property
-    def d_state(self) -> int:
-        """Current number of complex states ``P``."""
-        return int(self.Lambda_re_log.shape[0])
-
-    def _state_shapes(self, d_state: int) -> dict[str, tuple[int, ...]]:
-        P, H = d_state, self.d_model
-        return {
-            "Lambda_re_log": (P,),
-            "Lambda_im": (P,),
-            "log_step": (P,),
-            "B_re": (P, H),
-            "B_im": (P, H),
-            "C_re": (H, P),
-            "C_im": (H, P),
-        }
-
     def _discrete(self, dtype: torch.dtype | None = None):
         """``(log_lam (P,), Bbar (P, H), 2C (H, P), D (H,))``, parameters cast to ``dtype``."""
-        return s5_discrete(
-            self.discretization, *(getattr(self, n).to(dtype) for n in self._param_names)
-        )
+        params = {n: p.to(dtype) for n, p in self.named_parameters(recurse=False)}
+        return s5_discrete(self.discretization, **params)
 
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, "
             f"discretization={self.discretization!r}"
         )
+
+
+@final
+class S5Family(BalancedFamily):
+    """S5's family: one MIMO system, one state per mode (see the module docstring)."""
+
+    name = "s5"
+    states_per_mode = 1
+    state_axes = MappingProxyType(
+        {
+            "Lambda_re_log": 0,
+            "Lambda_im": 0,
+            "log_step": 0,
+            "B_re": 0,
+            "B_im": 0,
+            "C_re": 1,
+            "C_im": 1,
+        }
+    )
+
+    def lti(self, layer: nn.Module, params: Mapping[str, torch.Tensor]) -> DiagonalLTI:
+        return mimo_lti(*s5_discrete(layer.discretization, **params))
+
+    def params_from_lti(self, layer: nn.Module, lti: DiagonalLTI) -> dict[str, torch.Tensor]:
+        lam, B, C, d = one_mimo_system(lti, layer.d_model, "an S5 layer")
+        f64 = torch.float64
+        with torch.no_grad():
+            z_old, *_ = layer._discrete(f64)
+            step_old = torch.exp(layer.log_step.detach().to(f64))
+        ref = torch.arange(lam.shape[0], device=lam.device)
+        if lam.shape[0] != z_old.shape[0]:
+            ref = nearest(lam, torch.exp(z_old))
+        step = step_old[ref]
+        if layer.discretization == "zoh":
+            z = zoh_log(lam, z_old[ref])
+            gain = torch.expm1(z) / (z / step)
+        else:
+            z = 2 * (lam - 1) / (lam + 1)
+            gain = step / (1 - z / 2)
+        Lambda = z / step
+        Bc = B / gain[:, None]
+        return {
+            "Lambda_re_log": torch.log(-Lambda.real),
+            "Lambda_im": Lambda.imag,
+            "log_step": torch.log(step),
+            "B_re": Bc.real,
+            "B_im": Bc.imag,
+            "C_re": C.real / 2,
+            "C_im": C.imag / 2,
+            "D": d,
+        }
+
+
+register_family(S5, S5Family())

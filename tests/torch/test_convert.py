@@ -109,25 +109,30 @@ def test_to_lti_shapes_dtypes_device(device, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_statespace_poles_equal_lam(kind):
     lti = to_lti(make_layer(kind, 2, 3))
-    systems = lti.to_statespace()
-    assert len(systems) == lti.n_systems
-    for g, ss in enumerate(systems):
-        lam = lti.lam[g].numpy()
-        np.testing.assert_allclose(
-            np.sort_complex(ss.poles()), np.sort_complex(np.r_[lam, lam.conj()]), atol=1e-14
-        )
-    for g, ss in enumerate(lti.to_statespace(augmented=False)):
-        np.testing.assert_allclose(
-            np.sort_complex(ss.poles()), np.sort_complex(lti.lam[g].numpy()), atol=1e-14
-        )
+    for export in (lti.to_statespace(), lti.complex_statespace(), lti.recurrence_statespace()):
+        assert len(export) == lti.n_systems
+        for g, ss in enumerate(export):
+            lam = lti.lam[g].numpy()
+            np.testing.assert_allclose(
+                np.sort_complex(ss.poles()), np.sort_complex(np.r_[lam, lam.conj()]), atol=1e-14
+            )
+    for ss in lti.to_statespace():  # real, for dlsim and python-control
+        assert not ss.is_complex and ss.A.dtype == ss.B.dtype == ss.C.dtype == np.float64
+    for export in (lti.complex_statespace(augmented=False),
+                   lti.recurrence_statespace(augmented=False)):
+        for g, ss in enumerate(export):
+            np.testing.assert_allclose(
+                np.sort_complex(ss.poles()), np.sort_complex(lti.lam[g].numpy()), atol=1e-14
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_transfer_function_convention(kind):
-    """Layer frequency response ``D + z (S(z) - D)`` with ``S = to_lti(layer).to_statespace()``.
+    """The layer's frequency response is ``to_statespace()``'s, and ``D + z (S(z) - D)`` with
+    ``S = recurrence_statespace()``; the complex diagonal export has the same map.
 
     Measured as the DTFT of the layer's impulse response (|lam| <= 0.9^k decays below 1e-12
-    within the horizon), compared with the augmented real system of the container.
+    within the horizon).
     """
     H, N, L = 2, 3, 400
     layer = make_layer(kind, H, N, seed=4)
@@ -140,12 +145,16 @@ def test_transfer_function_convention(kind):
     omega = np.array([0.0, 0.3, 1.0, 2.5, math.pi])
     z = np.exp(1j * omega)
     dtft = np.einsum("jki,wk->wij", y, np.exp(-1j * np.outer(omega, np.arange(L))))
-    for g, ss in enumerate(lti.to_statespace()):
-        S = ss.evaluate(z)  # (w, p, m)
-        expect = ss.D + z[:, None, None] * (S - ss.D)
+    exports = zip(
+        lti.to_statespace(), lti.complex_statespace(), lti.recurrence_statespace(), strict=True
+    )
+    for g, (real, cplx, rec) in enumerate(exports):
         got = dtft if lti.n_systems == 1 else dtft[:, g : g + 1, g : g + 1]
-        np.testing.assert_allclose(got, expect, atol=1e-10)
-        # the naive reading (output before the state update) would be off by the factor z
+        np.testing.assert_allclose(real.evaluate(z), got, atol=1e-10)
+        np.testing.assert_allclose(cplx.evaluate(z), got, atol=1e-10)
+        S = rec.evaluate(z)  # (w, p, m)
+        np.testing.assert_allclose(got, rec.D + z[:, None, None] * (S - rec.D), atol=1e-10)
+        # the recurrence read as the map (output before the state update) is off by the factor z
         assert np.abs(got - S).max() > 1e-3
 
 
@@ -373,7 +382,8 @@ def test_lru_negative_phase_is_mapped():
 
 
 def test_type_errors():
-    with pytest.raises(TypeError, match="layer must be one of LRU, S5, S4D, got Linear"):
+    with pytest.raises(TypeError, match=r"layer must be one of LRU, S4D, S5 \(or a class given "
+                       r"to register_family\), got Linear"):
         to_lti(torch.nn.Linear(2, 2))
     lti = to_lti(make_layer("lru", 2, 3))
     with pytest.raises(TypeError, match="got Linear"):

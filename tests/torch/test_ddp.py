@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from ctrlreduce_torch.compressor import Compressor
+from ctrlreduce_torch.demo.models import SequenceClassifier
 from ctrlreduce_torch.distributed import rewrap
-from ctrlreduce_torch.models import SequenceClassifier
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),

@@ -22,17 +22,24 @@ from ctrlreduce_torch import (
     S4D,
     S5,
     Compressor,
+    CutPlan,
     DiagonalLTI,
+    apply_plan,
+    cut_steps,
+    family_of,
     find_ssm_layers,
     from_lti,
     hankel_singular_values,
+    modal_truncate_,
+    plan_cut,
     rebind_optimizer_,
     reduce_,
+    register_family,
     resize_to_state_dict,
     to_lti,
 )
-from ctrlreduce_torch.compressor import cut_steps
-from ctrlreduce_torch.models import SequenceClassifier
+from ctrlreduce_torch import _layer as registry
+from ctrlreduce_torch.demo.models import SequenceClassifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,8 +194,8 @@ def _bad_lti(data) -> DiagonalLTI:
 def test_hsv_to_lti_from_lti(data):
     lti = _bad_lti(data)
     aug = data.draw(st.one_of(st.booleans(), BAD))
-    conv = data.draw(st.one_of(st.booleans(), BAD))
-    h = _call(hankel_singular_values, lti, augmented=aug, layer_convention=conv)
+    form = data.draw(st.one_of(st.sampled_from(["map", "recurrence"]), BAD))
+    h = _call(hankel_singular_values, lti, augmented=aug, form=form)
     assert h is None or _finite(h)
     layer = _layer(data.draw(st.sampled_from(["lru", "s5", "s4d"])))
     target = data.draw(st.one_of(st.just(layer), BAD))
@@ -241,6 +248,49 @@ def test_reduce(kind, data):
     if rep is not None:
         assert _finite(rep.hsv) and math.isfinite(rep.error_bound)
         assert _finite(list(layer.parameters()))
+
+
+@SETTINGS
+@given(kind=st.sampled_from(["lru", "s5", "s4d"]), data=st.data())
+def test_plan_apply_and_modal_truncate(kind, data):
+    """The plan/apply pair and the modal verb: one bad argument at a time."""
+    layer = _layer(kind, d_state=4)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    plan = _call(plan_cut, data.draw(st.one_of(st.just(layer), BAD)),
+                 method=data.draw(st.one_of(st.just("complex"), st.just("real"), BAD)))
+    if isinstance(plan, CutPlan):
+        kwargs = dict(optimizer=opt, margin=1e-6, min_phase=None, map_rtol=None)
+        name = data.draw(st.sampled_from(["order", *kwargs]))
+        order = data.draw(BAD) if name == "order" else 2
+        if name != "order":
+            kwargs[name] = data.draw(BAD)
+        rep = _call(apply_plan, plan, order, **kwargs)
+        if rep is not None:
+            assert _finite(rep.hsv) and math.isfinite(rep.error_bound)
+            assert _finite(list(layer.parameters()))
+    layer = _layer(kind, d_state=4)
+    keep = data.draw(st.one_of(st.just(torch.tensor([0, 1])), BAD))
+    rep = _call(modal_truncate_, data.draw(st.one_of(st.just(layer), BAD)), keep,
+                optimizer=data.draw(st.one_of(st.just(None), st.just(opt), BAD)))
+    if rep is not None:
+        assert _finite(list(layer.parameters()))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_register_family(data):
+    """``register_family`` refuses anything but a module class and a family instance, and
+    never leaves a half-registered entry."""
+    before = dict(registry._FAMILIES)
+    try:
+        cls = data.draw(st.one_of(st.just(type("Layer", (torch.nn.Module,), {})), BAD))
+        fam = data.draw(st.one_of(st.just(family_of(_layer("lru"))), BAD))
+        _call(register_family, cls, fam, replace=data.draw(st.one_of(st.booleans(), BAD)))
+        after = dict(registry._FAMILIES)
+        assert after == before or (set(after) - set(before) == {cls} and after[cls] is fam)
+    finally:
+        registry._FAMILIES.clear()
+        registry._FAMILIES.update(before)
 
 
 # ------------------------------------------------------------------ compressor and helpers

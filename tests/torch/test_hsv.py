@@ -1,8 +1,9 @@
 """Batched Hankel singular values of diagonal layers against the NumPy core.
 
 References: ``ctrlreduce.hankel_singular_values`` (Hammarling factors, dense SVD)
-on ``DiagonalLTI.to_statespace()``; the Stein equations themselves; invariance
-under state permutation, scaling and conjugation.
+on the exported systems (``DiagonalLTI.to_statespace()`` for the layer's map,
+``recurrence_statespace()`` for the recurrence); the Stein equations themselves;
+invariance under state permutation, scaling and conjugation.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from ctrlreduce_torch._lti import DiagonalLTI
+from ctrlreduce_torch._lti import DiagonalLTI, layer_form, standard_form
 from ctrlreduce_torch.convert import to_lti
 from ctrlreduce_torch.hsv import (
+    _pivot,
     complex_gramians,
     hammarling_factor,
     hankel_singular_values,
-    layer_form,
     real_gramians,
-    standard_form,
 )
 from ctrlreduce_torch.lru import LRU
 from ctrlreduce_torch.s4d import S4D
@@ -44,12 +44,22 @@ def random_lti(seed, G, N, m, p, *, rmin=0.3, rmax=0.99, device="cpu"):
     return DiagonalLTI(*(t.to(device) for t in (lam, B, C, D)))
 
 
-def core_hsv(lti, augmented=True):
-    return [ctrlreduce.hankel_singular_values(s) for s in lti.to_statespace(augmented=augmented)]
+FORMS = [(aug, form) for aug in (True, False) for form in ("map", "recurrence")]
 
 
-def assert_match_core(h, lti, augmented=True):
-    refs = core_hsv(lti, augmented)
+def exported(lti, augmented=True, form="map"):
+    """The exported systems whose HSVs ``hankel_singular_values(lti, ...)`` gives."""
+    if form == "recurrence":
+        return lti.recurrence_statespace(augmented=augmented)
+    return lti.to_statespace() if augmented else lti.complex_statespace(augmented=False)
+
+
+def core_hsv(lti, augmented=True, form="map"):
+    return [ctrlreduce.hankel_singular_values(s) for s in exported(lti, augmented, form)]
+
+
+def assert_match_core(h, lti, augmented=True, form="map"):
+    refs = core_hsv(lti, augmented, form)
     assert h.shape == (len(refs), refs[0].size)
     for g, ref in enumerate(refs):
         err = np.abs(h[g].cpu().numpy() - ref).max()
@@ -74,8 +84,10 @@ def make_layer(kind, d_model, d_state, seed, device):
 )
 def test_hand_built_matches_core(seed, G, N, m, p):
     lti = random_lti(seed, G, N, m, p)
-    assert_match_core(hankel_singular_values(lti), lti, augmented=True)
-    assert_match_core(hankel_singular_values(lti, augmented=False), lti, augmented=False)
+    assert_match_core(hankel_singular_values(lti), lti)  # default: the real map
+    for aug, form in FORMS:
+        h = hankel_singular_values(lti, augmented=aug, form=form)
+        assert_match_core(h, lti, augmented=aug, form=form)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +103,11 @@ def test_layers_match_core(kind, d_model, d_state, device):
     G = d_model if kind == "s4d" else 1
     N = d_state // 2 if kind == "s4d" else d_state
     assert h.shape == (G, 2 * N)
-    assert_match_core(h, lti, augmented=True)
-    hc = hankel_singular_values(layer, augmented=False)
-    assert hc.shape == (G, N)
-    assert_match_core(hc, lti, augmented=False)
+    assert_match_core(h, lti)
+    for aug, form in FORMS:
+        hf = hankel_singular_values(layer, augmented=aug, form=form)
+        assert hf.shape == (G, 2 * N if aug else N)
+        assert_match_core(hf, lti, augmented=aug, form=form)
 
 
 def test_float32_layer_uses_float64(device):
@@ -106,21 +119,30 @@ def test_float32_layer_uses_float64(device):
         assert_match_core(h, to_lti(layer))
 
 
-def test_standard_convention_matches_core_and_map(device):
-    """``layer_convention=False`` gives the HSVs of the realization of the layer's map
-    read before the update; that realization has the layer's transfer function
-    ``G(z) = D + z (S(z) - D)``."""
+def test_map_and_recurrence_forms(device):
+    """``form="map"`` gives the HSVs of the layer's map, realized as the standard form
+    ``(lam, B, C lam, D + Re(C B))`` (its tensors read as a standard system); that
+    realization has the layer's transfer function ``G(z) = D + z (S(z) - D)``, with ``S``
+    the recurrence read as a standard system; ``form="recurrence"`` those of ``S``."""
     lti = random_lti(11, 2, 6, 3, 2, device=device)
     std = standard_form(lti)
-    assert_match_core(hankel_singular_values(lti, layer_convention=False), std)
-    for s_layer, s_std in zip(lti.to_statespace(), std.to_statespace(), strict=True):
+    assert_match_core(hankel_singular_values(lti), std, form="recurrence")
+    assert_match_core(hankel_singular_values(lti, form="recurrence"), lti, form="recurrence")
+    for s_map, s_rec, s_std in zip(
+        lti.to_statespace(), lti.recurrence_statespace(), std.recurrence_statespace(), strict=True
+    ):
         for z in np.exp(1j * np.array([0.1, 1.0, 2.5])):
-            G_layer = s_layer.D + z * (s_layer.evaluate(z) - s_layer.D)
+            G_layer = s_rec.D + z * (s_rec.evaluate(z) - s_rec.D)
             np.testing.assert_allclose(s_std.evaluate(z), G_layer, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(s_map.evaluate(z), G_layer, rtol=1e-12, atol=1e-12)
     back = layer_form(std)
     for name in ("lam", "B", "C", "D"):
         want = getattr(lti, name).to(getattr(back, name).dtype)
         torch.testing.assert_close(getattr(back, name), want)
+    with pytest.raises(ValueError, match="form"):
+        hankel_singular_values(lti, form="layer")
+    with pytest.raises(TypeError, match="form"):
+        hankel_singular_values(lti, form=True)
 
 
 # ------------------------------------------------------------------ invariants
@@ -247,18 +269,97 @@ def test_single_input_fast_decay_keeps_small_hsvs(device):
     """One input, slowly decaying modes: the Gramians are numerically singular and the
     small HSVs come from Hammarling factors, still matching the core to 1e-10."""
     lti = random_lti(87, 3, 30, 1, 1, rmin=0.2, rmax=0.999, device=device)
-    h = hankel_singular_values(lti)
-    assert float(h[:, -1].min()) < 1e-12 * float(h[:, 0].max())  # really ill-conditioned
-    assert_match_core(h, lti)
-    assert_match_core(hankel_singular_values(lti, augmented=False), lti, augmented=False)
+    for aug, form in FORMS:
+        h = hankel_singular_values(lti, augmented=aug, form=form)
+        assert float(h[:, -1].min()) < 1e-12 * float(h[:, 0].max())  # really ill-conditioned
+        assert_match_core(h, lti, augmented=aug, form=form)
+
+
+def _assert_pivoted_triangular(L):
+    """``L = P R J``: some row order makes ``L J`` (columns reversed) upper triangular."""
+    for Lg in L:
+        R = Lg.flip(-1)
+        nz = (R != 0).sum(dim=1)  # row i of an upper-triangular R has n - i entries or fewer
+        rows = torch.argsort(nz, descending=True, stable=True)
+        assert bool((R[rows].tril(-1) == 0).all())
 
 
 def test_hammarling_factor_solves_stein(device):
     lti = random_lti(4, 2, 12, 2, 3, device=device)
     R = hammarling_factor(lti.lam, lti.B)
     P, _ = complex_gramians(lti)
-    assert bool((R.tril(-1) == 0).all())
+    _assert_pivoted_triangular(R)
     assert float((R @ R.mH - P).abs().max()) <= 1e-13 * float(P.abs().max())
+    # largest pivot first: the last pivot (first column's own diagonal entry) is the largest
+    d = R.abs().amax(dim=1)  # largest entry of each column
+    assert bool((R.abs()[:, :, 0].amax(dim=1) >= d[:, -1]).all())
+
+
+def _clustered_lti(device, n=24, seed=11, decades=10.0):
+    """One input, eigenvalues clustered near 0.99 (radii 0.99 +- 0.009, phases +- 0.009),
+    input rows graded over ``decades`` decades, the smallest last: without pivoting the
+    recursion meets the nearly uncontrollable states first, and HSVs around 1e-8 sigma_1
+    were accurate only to eps * sigma_1 (1.3e-9 relative, measured)."""
+    g = torch.Generator().manual_seed(seed)
+    spread = 0.9 * (1 - 0.99)
+    r = 0.99 + spread * (2 * torch.rand(1, n, generator=g, dtype=torch.float64) - 1)
+    th = spread * (2 * torch.rand(1, n, generator=g, dtype=torch.float64) - 1)
+    lam = torch.polar(r, th)
+    B = torch.randn(1, n, 1, generator=g, dtype=torch.complex128)
+    C = torch.randn(1, 1, n, generator=g, dtype=torch.complex128)
+    B = B * torch.logspace(0, -decades, n, dtype=torch.float64)[None, :, None]
+    D = torch.zeros(1, 1, 1, dtype=torch.float64)
+    return DiagonalLTI(*(t.to(device) for t in (lam, B, C, D)))
+
+
+def test_clustered_single_input_hsvs_keep_relative_accuracy(device):
+    """Pivoted Hammarling: the HSVs above 1e-8 sigma_1 of a clustered one-input system match
+    the core's to 1e-10 relative, each to itself (the unpivoted recursion gave 1.3e-9)."""
+    lti = _clustered_lti(device)
+    P, Q = complex_gramians(lti)
+    for M, lam, B in ((P, lti.lam, lti.B), (Q, lti.lam.conj(), lti.C.mH)):
+        R = hammarling_factor(lam, B)
+        _assert_pivoted_triangular(R)
+        assert float((R @ R.mH - M).abs().max()) <= 1e-13 * float(M.abs().max())
+    # tolerance per system: 1e-10 for the complex system (the recursion itself); the real
+    # map's factor goes through a QR (realification) that measured 4.7e-11, before and after
+    for aug, rtol in ((False, 1e-10), (True, 2e-10)):
+        h = hankel_singular_values(lti, augmented=aug, form="recurrence")[0].cpu().numpy()
+        ref = core_hsv(lti, aug, "recurrence")[0]
+        big = ref >= 1e-8 * ref[0]
+        assert big.sum() >= 8 and h.shape == ref.shape
+        np.testing.assert_allclose(h[big], ref[big], rtol=rtol, atol=0)
+
+
+def test_hammarling_pivot_does_not_underflow(device):
+    """The pivot ``mu = ||b|| / sqrt(denom)``, ``w = b^H / mu`` keeps ``||w||^2 = denom`` for rows
+    ``b`` far below 1e-154, where ``sum |b_k|^2`` underflows (``vector_norm`` returned 0 or a
+    denormal with a few correct bits, and the factor was silently wrong)."""
+    c = torch.complex128
+    b = torch.tensor(
+        [[1e-160, 1e-160], [3e-300, 4e-300j], [5e-324, 0.0], [0.0, 0.0], [1e300, 1e300j],
+         [1e-155, 2e-160]], dtype=c, device=device,
+    )
+    denom = torch.tensor([0.02, 0.5, 0.9, 0.3, 1e-6, 0.0199], dtype=torch.float64, device=device)
+    mu, w = _pivot(b, denom)
+    nb = torch.tensor(
+        [math.sqrt(2) * 1e-160, 5e-300, 5e-324, 0.0, math.sqrt(2) * 1e300,
+         math.hypot(1e-155, 2e-160)], dtype=torch.float64,
+    )
+    torch.testing.assert_close(mu.cpu(), nb / denom.cpu().sqrt(), rtol=1e-15, atol=0)
+    lw = torch.linalg.vector_norm(w, dim=1).cpu() ** 2
+    ok = [0, 1, 2, 4, 5]
+    torch.testing.assert_close(lw[ok], denom.cpu()[ok], rtol=1e-15, atol=0)
+    assert float(lw[3]) == 0.0 and float(mu[3]) == 0.0  # b = 0: nothing
+    # and a factor with such a row next to O(1) rows: two inputs, the tiny row last (the
+    # unpivoted recursion peeled it first, with a norm of 2 denormal squares: residual 1e-6)
+    lam = torch.tensor([[0.5 * np.exp(1j), 0.3 * np.exp(-2j), 0.99 * np.exp(0.1j)]], dtype=c)
+    B = torch.tensor([[[0.7, -0.2j], [0.1 + 0.4j, 1.0], [1e-160, 1e-160]]], dtype=c)
+    lti = DiagonalLTI(lam.to(device), B.to(device), B.mH.to(device) / 2,
+                      torch.zeros(1, 2, 2, dtype=torch.float64, device=device))
+    P, _ = complex_gramians(lti)
+    R = hammarling_factor(lti.lam, lti.B)
+    assert float((R @ R.mH - P).abs().max()) <= 1e-15 * float(P.abs().max())
 
 
 # ------------------------------------------------------------------ non-finite and extreme scales
@@ -313,3 +414,27 @@ def test_hsvs_beyond_float64_raise_value_error(kind):
     layer = _scaled_layer(kind, 1e200, 1e200)
     with pytest.raises(ValueError, match="not representable in float64"):
         hankel_singular_values(layer)
+
+
+@pytest.mark.parametrize("form", ["recurrence", "map"])
+def test_complex_hsvs_match_slycot_on_the_real_realization(form):
+    """Independent reference for the complex systems' HSVs (``augmented=False``): SLICOT's
+    AB09AD (slycot) on the real ``2N`` realization ``[[Re A, -Im A], [Im A, Re A]]`` (and the
+    same for ``B``, ``C``), which realifies the complex map ``u -> y`` of ``C^m -> C^p``; its
+    HSVs are the complex ones, each twice."""
+    slycot = pytest.importorskip("slycot")
+    lti = random_lti(31, 3, 7, 2, 3)
+    sys = standard_form(lti) if form == "map" else lti
+    h = hankel_singular_values(lti, augmented=False, form=form).numpy()
+    for g in range(lti.n_systems):
+        A = np.diag(sys.lam[g].numpy())
+        B, C = sys.B[g].numpy(), sys.C[g].numpy()
+
+        def real(M):
+            return np.block([[M.real, -M.imag], [M.imag, M.real]])
+
+        n, m, p = 2 * A.shape[0], 2 * B.shape[1], 2 * C.shape[0]
+        *_, ref = slycot.ab09ad("D", "B", "N", n, m, p, real(A), real(B), real(C), nr=1)
+        ref = np.sort(ref)[::-1]
+        np.testing.assert_allclose(ref[0::2], ref[1::2], rtol=1e-10, atol=0)  # pairs
+        np.testing.assert_allclose(h[g], ref[0::2], rtol=0, atol=1e-10 * ref[0])

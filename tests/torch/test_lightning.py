@@ -9,8 +9,8 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch", reason="the [lightning] extra is not installed")
 
+from ctrlreduce_torch.demo.models import SequenceClassifier  # noqa: E402
 from ctrlreduce_torch.lightning import CompressorCallback  # noqa: E402
-from ctrlreduce_torch.models import SequenceClassifier  # noqa: E402
 
 torch.set_num_threads(1)
 

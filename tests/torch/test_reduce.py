@@ -16,11 +16,12 @@ import ctrlreduce_torch.convert as convert
 import numpy as np
 import pytest
 import torch
+from ctrlreduce_torch import family_of, modal_truncate_
 from ctrlreduce_torch._lti import DiagonalLTI
 from ctrlreduce_torch.convert import from_lti, to_lti
+from ctrlreduce_torch.demo.models import SequenceClassifier
 from ctrlreduce_torch.hsv import hankel_singular_values
 from ctrlreduce_torch.lru import LRU
-from ctrlreduce_torch.models import SequenceClassifier
 from ctrlreduce_torch.reduce import ReductionReport, reduce_
 from ctrlreduce_torch.s4d import S4D
 from ctrlreduce_torch.s5 import S5
@@ -70,7 +71,8 @@ def per_state(kind):
 
 
 def method_hsv(layer, method):
-    return hankel_singular_values(layer, augmented=(method == "real"))
+    """The HSVs a method ranks and bounds with: those of the layer's recurrence."""
+    return hankel_singular_values(layer, augmented=(method == "real"), form="recurrence")
 
 
 def snapshot(layer, opt=None):
@@ -128,7 +130,8 @@ def test_output_error_within_bound(kind, device):
     with torch.no_grad():
         y0 = layer(u)
     h0 = method_hsv(layer, "complex")
-    h0_real = hankel_singular_values(layer)
+    h0_real = method_hsv(layer, "real")
+    h0_map = hankel_singular_values(layer)  # the layer's map (strict past to future)
     rep = reduce_(layer, order)
     assert isinstance(rep, ReductionReport)
     assert rep.applied, rep.reason
@@ -146,8 +149,11 @@ def test_output_error_within_bound(kind, device):
     # Weyl: |sigma_i(S_r) - sigma_i(S)| <= ||S - S_r||_inf <= bound, for both rankings
     h1 = method_hsv(layer, "complex")
     assert float((h1 - h0[:, :kept]).abs().max()) <= rep.error_bound * (1 + 1e-9)
-    h1_real = hankel_singular_values(layer)
+    h1_real = method_hsv(layer, "real")
     assert float((h1_real - h0_real[:, : 2 * kept]).abs().max()) <= rep.error_bound * (1 + 1e-9)
+    # and for the map's own Hankel operator (Nehari: ||H_G - H_Gr|| <= ||G - Gr||_inf)
+    h1_map = hankel_singular_values(layer)
+    assert float((h1_map - h0_map[:, : 2 * kept]).abs().max()) <= rep.error_bound * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -193,9 +199,9 @@ def test_matches_core_balanced_truncation(kind, device):
     with torch.no_grad():
         lti1 = to_lti(layer)
     zs = np.exp(1j * np.linspace(0, np.pi, 9))
-    for g, sys in enumerate(lti0.to_statespace(augmented=False)):
+    for g, sys in enumerate(lti0.recurrence_statespace(augmented=False)):
         red = ctrlreduce.balanced_truncation(sys, 3)
-        new = lti1.to_statespace(augmented=False)[g]
+        new = lti1.recurrence_statespace(augmented=False)[g]
         for z in zs:
             ref = _real_map_tf(red.system.A, red.system.B, red.system.C, red.system.D, z)
             got = _real_map_tf(new.A, new.B, new.C, new.D, z)
@@ -206,13 +212,13 @@ def test_matches_core_balanced_truncation(kind, device):
 def test_real_method_matches_core_on_augmented(device):
     layer = weak_mode_layer("s5", 2, 3, 3, device, weak=0.2, seed=2)
     with torch.no_grad():
-        sys = to_lti(layer).to_statespace()[0]  # augmented: the real map
+        sys = to_lti(layer).recurrence_statespace()[0]  # augmented: its real map
     rep = reduce_(layer, 3, method="real")
     assert rep.applied and rep.method == "real", rep.reason
     red = ctrlreduce.balanced_truncation(sys, 6)
     assert rep.error_bound == pytest.approx(red.error_bound, rel=1e-9)
     with torch.no_grad():
-        new = to_lti(layer).to_statespace()[0]
+        new = to_lti(layer).recurrence_statespace()[0]
     w = np.linspace(0, np.pi, 11)
     np.testing.assert_allclose(new.freqresp(w), red.system.freqresp(w), rtol=1e-8, atol=1e-9)
 
@@ -299,7 +305,7 @@ def test_from_lti_refusal_refused_bitwise(device, monkeypatch):
     def boom(layer, lti):
         raise ValueError("not representable (test)")
 
-    monkeypatch.setattr(convert, "from_lti", boom)
+    monkeypatch.setattr(convert, "prepare_writeback", boom)
     rep = _refused(layer, opt)
     assert "from_lti" in rep.reason
 
@@ -705,12 +711,10 @@ def test_lbfgs_restarts_exactly_after_a_cut(kind, first_is_layer):
 def test_lbfgs_state_is_sliced_exactly_by_a_modal_cut():
     """A selection of modes (the compressor's ablations) slices every flat LBFGS vector along
     the kept entries; ro and H_diag follow from the sliced pairs."""
-    from ctrlreduce_torch.compressor import _modal_truncate_, _state_axes
-
     model, layer, opt, closure, _ = _lbfgs_setup("lru", first_is_layer=False)
     params = list(opt.param_groups[0]["params"])
     names = {id(p): n for n, p in layer.named_parameters()}
-    axes = _state_axes(layer)
+    axes = family_of(layer).state_axes
     keep = torch.tensor([0, 2, 3, 7, 9])
     state = opt.state[params[0]]
     old = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in state.items()}
@@ -728,8 +732,9 @@ def test_lbfgs_state_is_sliced_exactly_by_a_modal_cut():
             out.append(chunk.reshape(-1))
         return torch.cat(out)
 
-    _modal_truncate_(layer, keep, opt)
+    rep = modal_truncate_(layer, keep, optimizer=opt)
     assert layer.d_state == 5
+    assert (rep.applied, rep.old_order, rep.new_order, rep.error_bound) == (True, 12, 5, None)
     new = opt.state[opt.param_groups[0]["params"][0]]
     assert torch.equal(new["d"], expect(old["d"]))
     assert torch.equal(new["prev_flat_grad"], expect(old["prev_flat_grad"]))

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import torch
-from ctrlreduce_torch.data import digits, tones
-from ctrlreduce_torch.train import rank_stability
+from ctrlreduce_torch.demo.data import digits, tones
+from ctrlreduce_torch.demo.train import rank_stability
 
 
 def test_quick_run_writes_the_documented_json(tmp_path):
@@ -19,7 +19,7 @@ def test_quick_run_writes_the_documented_json(tmp_path):
     plots = tmp_path / "plots"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "ctrlreduce_torch.train", "--quick", "--seeds", "2",
+        [sys.executable, "-m", "ctrlreduce_torch.demo.train", "--quick", "--seeds", "2",
          "--threads", "1", "--no-progress", "--json", str(out), "--plots", str(plots)],
         capture_output=True, text=True, timeout=300, env=env,
     )

@@ -36,7 +36,7 @@ JSON output (``--json PATH``): a list with one object per task::
 ``train_seconds`` excludes evaluation and HSV recording.
 ``hsv_rank_stability``: in the ``full`` run, each complex mode's dominance
 ``|b_i| |c_i| / (1 - |lambda_i|^2)`` (its own HSV, see
-:func:`ctrlreduce_torch.compressor.modal_scores`; modes keep their identity
+:func:`ctrlreduce_torch.modal_scores`; modes keep their identity
 in the diagonal parametrization) is recorded at the first cut step and at the
 end; the Spearman rank correlation of the two, averaged over layers (and, for
 S4D, channels), says how early the ranking of states is settled.
@@ -54,8 +54,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
-from .compressor import Compressor, cut_steps, find_ssm_layers, modal_scores
+from ctrlreduce._files import atomic_write
+
+from .._layer import layer_class, registered_families
+from .._policy import cut_steps
+from ..compressor import Compressor, find_ssm_layers
+from ..hsv import hankel_singular_values
+from ..modal import modal_scores
 from .data import Task, make_task
 from .models import SequenceClassifier
 
@@ -141,12 +148,10 @@ def _modal_snapshot(model: torch.nn.Module) -> list[np.ndarray]:
 
 
 def _hsv_snapshot(model: torch.nn.Module) -> list[list[float]]:
-    from .hsv import hankel_singular_values
-
     out = []
     for _, m in find_ssm_layers(model):
-        with torch.no_grad():  # the HSVs the compressor ranks by
-            s = hankel_singular_values(m, augmented=False).cpu().numpy()  # (G, n), as ranked
+        with torch.no_grad():  # the HSVs the compressor ranks by (those of its plans)
+            s = hankel_singular_values(m, augmented=False, form="recurrence").cpu().numpy()
         out.append(s.mean(axis=0).tolist())  # S4D: mean over channels
     return out
 
@@ -239,8 +244,6 @@ def train_run(
 
 def rank_stability(first: list[np.ndarray], last: list[np.ndarray]) -> float:
     """Mean Spearman correlation of per-mode dominance, per layer and channel."""
-    from scipy.stats import spearmanr
-
     vals = []
     for a, b in zip(first, last, strict=True):  # (G, M) each
         per = [spearmanr(a[g], b[g]).statistic for g in range(a.shape[0]) if a.shape[1] > 1]
@@ -347,7 +350,8 @@ def plot(obj: dict[str, Any], raw: dict[str, list[dict[str, Any]]], outdir: Path
             s = np.asarray(snap["hsv"][li])
             ax.semilogy(np.arange(1, len(s) + 1), s / s[0], ".-", ms=3, lw=0.8,
                         color=cmap(j / max(1, len(trace) - 1)), label=f"step {snap['step']}")
-        k = 0.5 if obj["config"]["layer"] == "s4d" else 1  # ranked (complex) HSVs per state
+        # ranked (complex) HSVs per unit of d_state: one per mode
+        k = 1 / registered_families()[layer_class(obj["config"]["layer"])].states_per_mode
         for h in comp["history"]:
             if h["applied"] and h["layer"].startswith(f"blocks.{li}."):
                 ax.axvline(k * h["new_order"] + 0.5, color="tab:red", lw=0.8, ls="--")
@@ -357,7 +361,7 @@ def plot(obj: dict[str, Any], raw: dict[str, list[dict[str, Any]]], outdir: Path
             ax.legend(fontsize=7)
     fig.tight_layout()
     p1 = outdir / f"hsv_{task}.png"
-    fig.savefig(p1, dpi=120)
+    atomic_write(p1, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -371,7 +375,7 @@ def plot(obj: dict[str, Any], raw: dict[str, list[dict[str, Any]]], outdir: Path
     ax.legend()
     fig.tight_layout()
     p2 = outdir / f"accuracy_{task}.png"
-    fig.savefig(p2, dpi=120)
+    atomic_write(p2, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return [p1, p2]
 
@@ -453,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {time.perf_counter() - t0:.1f} s with {args.threads} threads")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, allow_nan=False))
+        text = json.dumps(results, indent=2, allow_nan=False)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
     return 0
 
 

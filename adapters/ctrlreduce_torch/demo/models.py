@@ -23,29 +23,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_real, check_size, seen
+from .._checks import check_choice, check_real, check_size, seen
+from .._layer import family_of, layer_class
 
-__all__ = ["LAYER_TYPES", "SequenceClassifier", "layer_class"]
-
-#: Layer-type names understood by :class:`SequenceClassifier` (explicit registry).
-LAYER_TYPES = ("lru", "s5", "s4d")
-
-
-def layer_class(name: str) -> type[nn.Module]:
-    """The SSM layer class registered under ``name`` (``"lru"``, ``"s5"``, ``"s4d"``)."""
-    if name == "lru":
-        from .lru import LRU
-
-        return LRU
-    if name == "s5":
-        from .s5 import S5
-
-        return S5
-    if name == "s4d":
-        from .s4d import S4D
-
-        return S4D
-    raise ValueError(f"layer must be one of {LAYER_TYPES}, got {name!r}")
+__all__ = ["SequenceClassifier"]
 
 
 class _Block(nn.Module):
@@ -79,8 +60,10 @@ class SequenceClassifier(nn.Module):
         The SSM state size, one for all blocks or one per block.
     n_layers : int
         Number of blocks (ignored when ``d_state`` is a sequence; its length wins).
-    layer : {"lru", "s5", "s4d"}
-        SSM layer type.
+    layer : str
+        SSM layer type: the name of a registered family (``"lru"``, ``"s5"``,
+        ``"s4d"``, or one given to :func:`ctrlreduce_torch.register_family`);
+        its class is built as ``cls(d_model, d_state, **layer_kwargs)``.
     dropout : float
         Dropout after each block.
     mixer : {"glu", "gelu"}
@@ -108,8 +91,10 @@ class SequenceClassifier(nn.Module):
         d_model = check_size(d_model, "d_model")
         n_layers = check_size(n_layers, "n_layers")
         dropout = check_real(dropout, "dropout", lo=0.0, hi=1.0, hi_open=True)
+        if not isinstance(layer, str):
+            raise TypeError(f"layer must be the name of a layer family (str), got {seen(layer)}")
+        cls = layer_class(layer)
         check_choice(mixer, "mixer", ("glu", "gelu"))
-        cls = layer_class(check_choice(layer, "layer", LAYER_TYPES))
         is_seq = isinstance(d_state, Sequence) and not isinstance(d_state, (str, bytes))
         if not (is_seq or isinstance(d_state, numbers.Integral)):
             raise TypeError(f"d_state must be an int or a sequence of ints, got {seen(d_state)}")
@@ -129,7 +114,7 @@ class SequenceClassifier(nn.Module):
     @property
     def state_dims(self) -> list[int]:
         """Current ``d_state`` of each block's SSM layer."""
-        return [int(b.ssm.d_state) for b in self.blocks]
+        return [family_of(b.ssm).d_state(b.ssm) for b in self.blocks]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, L, d_input) -> (B, K)
         x = self.encoder(u)
