@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -437,19 +438,21 @@ def _write_reduce_table(out: TextIO, args: argparse.Namespace, sys_: Any, red: A
         out.write(f"{key:<{width}}  {value}\n")
 
 
-# The CD player benchmark: the repository's sibling ``../shared`` folder (a
-# development checkout), else the copy shipped inside the package.
-_SHARED_CDPLAYER = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mor-benchmarks"
-    / "CDplayer.mat"
-)
+# The CD player benchmark ships inside the package; a folder of SLICOT benchmark files
+# named by the environment variable below takes precedence (package code never looks
+# for the repository's sibling folders).
+BENCHMARK_ENV = "CTRLREDUCE_BENCHMARKS"
 _EMBEDDED_CDPLAYER = Path(__file__).resolve().parent / "data" / "CDplayer.mat"
 
 
 def _demo_data() -> tuple[Path, str]:
     """Path of the CD player benchmark and a word on where it came from."""
-    if _SHARED_CDPLAYER.is_file():
-        return _SHARED_CDPLAYER, "shared benchmark folder"
+    folder = os.environ.get(BENCHMARK_ENV)
+    if folder:
+        path = Path(folder) / "CDplayer.mat"
+        if not path.is_file():
+            raise CliError(f"${BENCHMARK_ENV} is {folder!r}, which holds no CDplayer.mat")
+        return path, f"${BENCHMARK_ENV}"
     if _EMBEDDED_CDPLAYER.is_file():
         return _EMBEDDED_CDPLAYER, "copy shipped with ctrlreduce"
     raise CliError("the CD player benchmark (CDplayer.mat) is missing from this installation")

@@ -291,9 +291,16 @@ def test_embedded_cdplayer_is_the_benchmark(monkeypatch, tmp_path):
         sys_s = cr.load(shared)
         for k in "ABCD":
             np.testing.assert_array_equal(getattr(sys_e, k), getattr(sys_s, k))
-    monkeypatch.setattr(cli, "_SHARED_CDPLAYER", tmp_path / "absent" / "CDplayer.mat")
+    monkeypatch.delenv(cli.BENCHMARK_ENV, raising=False)
     path, source = cli._demo_data()
     assert path == embedded and "shipped" in source
+    # a benchmark folder is used only when named by the environment variable
+    (tmp_path / "bench").mkdir()
+    monkeypatch.setenv(cli.BENCHMARK_ENV, str(tmp_path / "bench"))
+    with pytest.raises(cli.CliError, match="holds no CDplayer.mat"):
+        cli._demo_data()
+    (tmp_path / "bench" / "CDplayer.mat").write_bytes(embedded.read_bytes())
+    assert cli._demo_data() == (tmp_path / "bench" / "CDplayer.mat", f"${cli.BENCHMARK_ENV}")
 
 
 def test_outputs_commit_is_all_or_nothing(tmp_path):
