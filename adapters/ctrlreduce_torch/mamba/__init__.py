@@ -17,11 +17,31 @@ from .cut import cut_mamba_ as cut_mamba_
 from .cut import find_mixers as find_mixers
 from .cut import normalize_keep as normalize_keep
 from .cut import state_sizes as state_sizes
+from .surrogate import IndexEnergy as IndexEnergy
+from .surrogate import MeanLTI as MeanLTI
+from .surrogate import MixerSignals as MixerSignals
+from .surrogate import dropped_fraction as dropped_fraction
+from .surrogate import exact_energy as exact_energy
+from .surrogate import index_energies as index_energies
+from .surrogate import mean_lti as mean_lti
+from .surrogate import mixer_inputs as mixer_inputs
+from .surrogate import mixer_signals as mixer_signals
+from .surrogate import select_keep as select_keep
 
 __all__ = [
     "CutReport",
+    "IndexEnergy",
+    "MeanLTI",
+    "MixerSignals",
     "cut_mamba_",
+    "dropped_fraction",
+    "exact_energy",
     "find_mixers",
+    "index_energies",
+    "mean_lti",
+    "mixer_inputs",
+    "mixer_signals",
     "normalize_keep",
+    "select_keep",
     "state_sizes",
 ]
