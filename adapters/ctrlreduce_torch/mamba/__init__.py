@@ -17,6 +17,10 @@ from .cut import cut_mamba_ as cut_mamba_
 from .cut import find_mixers as find_mixers
 from .cut import normalize_keep as normalize_keep
 from .cut import state_sizes as state_sizes
+from .data import CharCorpus as CharCorpus
+from .data import bits_per_char as bits_per_char
+from .data import load_pydoc_corpus as load_pydoc_corpus
+from .data import sample_windows as sample_windows
 from .surrogate import IndexEnergy as IndexEnergy
 from .surrogate import MeanLTI as MeanLTI
 from .surrogate import MixerSignals as MixerSignals
@@ -29,19 +33,23 @@ from .surrogate import mixer_signals as mixer_signals
 from .surrogate import select_keep as select_keep
 
 __all__ = [
+    "CharCorpus",
     "CutReport",
     "IndexEnergy",
     "MeanLTI",
     "MixerSignals",
+    "bits_per_char",
     "cut_mamba_",
     "dropped_fraction",
     "exact_energy",
     "find_mixers",
     "index_energies",
+    "load_pydoc_corpus",
     "mean_lti",
     "mixer_inputs",
     "mixer_signals",
     "normalize_keep",
+    "sample_windows",
     "select_keep",
     "state_sizes",
 ]
