@@ -1,4 +1,4 @@
-"""Exact index cut of Hugging Face Mamba models (``MambaModel``, ``MambaForCausalLM``).
+"""Exact index cut of Hugging Face Mamba and Mamba2 models (``transformers``).
 
 Glossary (one mixer; ``d = intermediate_size``, ``N = state_size``, ``R = time_step_rank``)
 ------------------------------------------------------------------------------------------
@@ -27,11 +27,27 @@ therefore the slice::
 
 and the cut model computes exactly what the full model computes with the
 dropped ``B`` rows (``x_proj.weight[R + n]``, ``n`` not kept) set to zero: the
-dropped states then stay at zero and add ``C[t, n] * 0`` to ``y``.  (In float
-arithmetic the two agree to round-off of the reordered sums, not necessarily
-bit for bit; see the tests.)  Because ``B`` and ``C`` are shared by the ``d``
+dropped states then stay at zero and add ``C[t, n] * 0`` to ``y``.  In float32
+the logits agree bit for bit in most cases measured, and otherwise to about
+one ulp (``5e-7`` relative): the CPU GEMM of the narrower ``x_proj`` (``R + 2r``
+rows) may pick another kernel, with another summation order (seen for ``R +
+2r < 12``).  Because ``B`` and ``C`` are shared by the ``d``
 channels, each with its own ``A[c]``, no non-diagonal change of basis can be
 written back into these parameters; a selection of indices is the only cut.
+
+Mamba2 (``Mamba2Model``/``Mamba2ForCausalLM``; ``I`` inner size, ``G`` groups,
+``H`` heads) keeps one scalar ``A`` per head and computes ``B``, ``C`` per group
+through ``in_proj`` and a depthwise ``conv1d`` with bias::
+
+    in_proj rows    [z (I) | x (I) | B (G N) | C (G N) | dt (H)]     B/C entry g N + n
+    conv1d channels [x (I) | B (G N) | C (G N)]
+
+The cut keeps, in every group, the ``in_proj`` rows and ``conv1d`` channels
+(weight and bias) of the kept indices; ``A_log``, ``D``, ``dt_bias`` and the
+norm have no state axis.  The cut model equals the full model with the
+dropped ``B`` rows of ``in_proj`` *and* their ``conv1d`` bias set to zero
+(``silu(0) = 0``).  ``mixer.conv_dim``, the ``conv1d`` channel counts and
+``in_proj.out_features`` follow.
 
 Optimizer state of the sliced parameters (Adam's ``exp_avg``, ``exp_avg_sq``,
 ``max_exp_avg_sq``, SGD's momentum, ...) is sliced along the same kept
@@ -59,12 +75,16 @@ from ..optim import check_rebindable, rebind_optimizer_
 
 try:
     from transformers.models.mamba.modeling_mamba import MambaMixer
+    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "ctrlreduce_torch.mamba needs transformers>=5 (pip install 'ctrlreduce[mamba]')"
     ) from exc
 
 __all__ = ["CutReport", "cut_mamba_", "find_mixers", "normalize_keep", "state_sizes"]
+
+#: The mixer classes :func:`cut_mamba_` knows.
+MIXERS = (MambaMixer, Mamba2Mixer)
 
 
 @dataclass(frozen=True)
@@ -96,43 +116,95 @@ class CutReport:
     params_rebound: int
 
 
-def find_mixers(model: Any) -> tuple[tuple[str, MambaMixer], ...]:
-    """The ``MambaMixer`` modules of ``model``, with their qualified names, in model order.
+@dataclass(frozen=True)
+class _Slice:
+    """Keep ``index`` along axis ``dim`` of the mixer's parameter at ``path``."""
+
+    path: str
+    dim: int
+    index: torch.Tensor
+
+
+def find_mixers(model: Any) -> tuple[tuple[str, nn.Module], ...]:
+    """The Mamba mixers of ``model`` (``MambaMixer``, ``Mamba2Mixer``) with their names, in order.
 
     Raises
     ------
     TypeError
-        ``model`` is not an ``nn.Module`` or holds no ``MambaMixer``.
+        ``model`` is not an ``nn.Module`` or holds no Mamba mixer.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
-            f"model must be a transformers MambaModel or MambaForCausalLM, got {seen(model)}"
+            f"model must be a transformers Mamba or Mamba2 model, got {seen(model)}"
         )
-    mixers = tuple((n, m) for n, m in model.named_modules() if isinstance(m, MambaMixer))
+    mixers = tuple((n, m) for n, m in model.named_modules() if isinstance(m, MIXERS))
     if not mixers:
         raise TypeError(
-            "model must be a transformers MambaModel or MambaForCausalLM (a module holding "
-            f"MambaMixer layers), got {type(model).__name__} with none"
+            "model must be a transformers Mamba or Mamba2 model (a module holding MambaMixer "
+            f"or Mamba2Mixer layers), got {type(model).__name__} with none"
         )
     return mixers
 
 
-def _mixer_size(name: str, mixer: MambaMixer) -> int:
+def _mixer_size(name: str, mixer: nn.Module) -> int:
     """``N`` of a mixer, after checking that its parameters have the documented layout."""
-    d, R = mixer.intermediate_size, mixer.time_step_rank
-    A_log, W = mixer.A_log, mixer.x_proj.weight
-    N = A_log.shape[-1] if A_log.dim() == 2 else -1
-    if A_log.dim() != 2 or A_log.shape[0] != d or tuple(W.shape) != (R + 2 * N, d):
-        raise ValueError(
-            f"model: mixer {name} has A_log {tuple(A_log.shape)} and x_proj.weight "
-            f"{tuple(W.shape)}; expected (d, N) and (R + 2N, d) with d = {d}, R = {R}"
-        )
+    if isinstance(mixer, MambaMixer):
+        d, R = mixer.intermediate_size, mixer.time_step_rank
+        A_log, W = mixer.A_log, mixer.x_proj.weight
+        N = A_log.shape[-1] if A_log.dim() == 2 else -1
+        if A_log.dim() != 2 or A_log.shape[0] != d or tuple(W.shape) != (R + 2 * N, d):
+            raise ValueError(
+                f"model: mixer {name} has A_log {tuple(A_log.shape)} and x_proj.weight "
+                f"{tuple(W.shape)}; expected (d, N) and (R + 2N, d) with d = {d}, R = {R}"
+            )
+    else:
+        I, G, H = mixer.intermediate_size, mixer.n_groups, mixer.num_heads
+        conv = mixer.conv1d.weight.shape[0]
+        N = (conv - I) // (2 * G)
+        rows = mixer.in_proj.weight.shape[0]
+        if conv != I + 2 * G * N or rows != I + conv + H or mixer.conv_dim != conv:
+            raise ValueError(
+                f"model: mixer {name} has in_proj.weight {tuple(mixer.in_proj.weight.shape)} "
+                f"and conv1d.weight {tuple(mixer.conv1d.weight.shape)}; expected "
+                f"(2 I + 2 G N + H, hidden) and (I + 2 G N, 1, K) with I = {I}, G = {G}, H = {H}"
+            )
     if mixer.ssm_state_size != N:
         raise ValueError(
-            f"model: mixer {name} has ssm_state_size {mixer.ssm_state_size} but A_log has "
-            f"{N} states"
+            f"model: mixer {name} has ssm_state_size {mixer.ssm_state_size} but its "
+            f"parameters hold {N} states"
         )
     return N
+
+
+def _slices(mixer: nn.Module, keep: torch.Tensor, N: int) -> list[_Slice]:
+    """Which parameter entries of ``mixer`` a cut to ``keep`` keeps."""
+    if isinstance(mixer, MambaMixer):
+        R = mixer.time_step_rank
+        rows = torch.cat([torch.arange(R), R + keep, R + N + keep])
+        return [_Slice("A_log", 1, keep), _Slice("x_proj.weight", 0, rows)]
+    I, G, H = mixer.intermediate_size, mixer.n_groups, mixer.num_heads
+    per_group = torch.cat([g * N + keep for g in range(G)])  # B (or C) channel g N + n
+    ch = torch.cat([torch.arange(I), I + per_group, I + G * N + per_group])
+    conv = I + 2 * G * N
+    rows = torch.cat([torch.arange(I), I + ch, I + conv + torch.arange(H)])
+    out = [_Slice("in_proj.weight", 0, rows), _Slice("conv1d.weight", 0, ch)]
+    if mixer.in_proj.bias is not None:
+        out.append(_Slice("in_proj.bias", 0, rows))
+    if mixer.conv1d.bias is not None:
+        out.append(_Slice("conv1d.bias", 0, ch))
+    return out
+
+
+def _resize(mixer: nn.Module, r: int) -> None:
+    """Set the size attributes of a mixer whose parameters were sliced to ``r`` states."""
+    mixer.ssm_state_size = r
+    if isinstance(mixer, MambaMixer):
+        mixer.x_proj.out_features = mixer.x_proj.weight.shape[0]
+    else:
+        conv = mixer.conv1d.weight.shape[0]
+        mixer.conv_dim = conv
+        mixer.conv1d.in_channels = mixer.conv1d.out_channels = mixer.conv1d.groups = conv
+        mixer.in_proj.out_features = mixer.in_proj.weight.shape[0]
 
 
 def state_sizes(model: Any) -> tuple[int, ...]:
@@ -244,7 +316,7 @@ def normalize_keep(keep: Any, sizes: Sequence[int]) -> list[torch.Tensor]:
     return out
 
 
-def _check_finite(mixers: Sequence[tuple[str, MambaMixer]]) -> None:
+def _check_finite(mixers: Sequence[tuple[str, nn.Module]]) -> None:
     for name, mixer in mixers:
         for pname, p in mixer.named_parameters():
             if not bool(torch.isfinite(p.detach()).all()):
@@ -252,11 +324,6 @@ def _check_finite(mixers: Sequence[tuple[str, MambaMixer]]) -> None:
                     f"model has non-finite weights in {name}.{pname}; refusing to cut a "
                     "diverged model (nothing was changed)"
                 )
-
-
-def _x_proj_rows(keep: torch.Tensor, R: int, N: int) -> torch.Tensor:
-    """Row indices of ``x_proj.weight`` kept: ``[0..R-1, R + keep, R + N + keep]``."""
-    return torch.cat([torch.arange(R), R + keep, R + N + keep])
 
 
 def _sliced(p: nn.Parameter, index: torch.Tensor, dim: int) -> nn.Parameter:
@@ -275,26 +342,27 @@ def cut_mamba_(
 ) -> CutReport:
     """Keep the state indices ``keep`` in every Mamba mixer of ``model``, in place.
 
-    For each mixer (``d`` channels, ``N`` states, time-step rank ``R``) and
-    its kept indices ``k`` (``r`` of them)::
+    For each Mamba mixer (``d`` channels, ``N`` states, time-step rank ``R``)
+    and its kept indices ``k`` (``r`` of them)::
 
         A_log          (d, N)        -> A_log[:, k]                         (d, r)
         x_proj.weight  (R + 2N, d)   -> x_proj.weight[[0..R-1, R + k, R + N + k]]
                                                                              (R + 2r, d)
         mixer.ssm_state_size = r;  config.state_size = r
 
-    The cut model's output equals the full model's with the dropped ``B``
-    rows of ``x_proj`` set to zero (see the module notes).  A mixer whose
+    and for each Mamba2 mixer the ``in_proj`` rows and ``conv1d`` channels of
+    ``B`` and ``C`` in every group (see the module notes).  The cut model's
+    output equals the full model's with the dropped ``B`` rows set to zero.  A mixer whose
     ``k`` is all its states is left untouched (same Parameter objects), so
     keeping every state leaves the model, the optimizer and the forward pass
     bit-identical.
 
     Parameters
     ----------
-    model : MambaModel or MambaForCausalLM (any ``nn.Module`` holding ``MambaMixer``)
-        Changed in place: the two sliced tensors of each changed mixer become
-        new ``nn.Parameter`` objects (same dtype, device and
-        ``requires_grad``; a present ``.grad`` is sliced alike).
+    model : Mamba(2)Model or Mamba(2)ForCausalLM (any ``nn.Module`` holding their mixers)
+        Changed in place: the sliced tensors of each changed mixer become new
+        ``nn.Parameter`` objects (same dtype, device and ``requires_grad``; a
+        present ``.grad`` is sliced alike).
     keep : sequence of int, sequence of sequences of int, or int tensor
         Kept state indices: one set used for every layer, or one set per
         layer (model order, see :func:`find_mixers`).  Every layer must keep
@@ -314,7 +382,7 @@ def cut_mamba_(
     Raises
     ------
     TypeError
-        ``model`` holds no ``MambaMixer``; ``keep`` is not made of integers;
+        ``model`` holds no Mamba mixer; ``keep`` is not made of integers;
         ``optimizer`` is not an optimizer.
     ValueError
         ``keep`` out of range, repeated, empty, of unequal sizes or of the
@@ -341,35 +409,31 @@ def cut_mamba_(
         raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {seen(optimizer)}")
     _check_finite(mixers)
     r = len(keeps[0])
-    prefix = {id(m): n for n, m in mixers}
-    plan = []  # (mixer name, mixer, keep, rows) of the mixers that change
+    plan = []  # (mixer name, mixer, slices) of the mixers that change
     for (name, mixer), k, N in zip(mixers, keeps, sizes, strict=True):
         if r == N and torch.equal(k, torch.arange(N)):
             continue
-        plan.append((name, mixer, k, _x_proj_rows(k, mixer.time_step_rank, N)))
+        plan.append((name, mixer, _slices(mixer, k, N)))
     if optimizer is not None:
         check_rebindable(
-            optimizer, [p for _, m, _, _ in plan for p in (m.A_log, m.x_proj.weight)]
+            optimizer, [m.get_parameter(s.path) for _, m, sl in plan for s in sl]
         )
     # everything checked: from here on nothing can fail half-way
     old_params: dict[str, nn.Parameter] = {}
     new_params: dict[str, nn.Parameter] = {}
-    index_of: dict[str, tuple[torch.Tensor, int]] = {}
-    for name, mixer, k, rows in plan:
+    index_of: dict[str, _Slice] = {}
+    for name, mixer, slices in plan:
         pre = f"{name}." if name else ""
-        new_A = _sliced(mixer.A_log, k, 1)
-        new_W = _sliced(mixer.x_proj.weight, rows, 0)
-        old_params[pre + "A_log"] = mixer.A_log
-        old_params[pre + "x_proj.weight"] = mixer.x_proj.weight
-        new_params[pre + "A_log"] = new_A
-        new_params[pre + "x_proj.weight"] = new_W
-        index_of[pre + "A_log"] = (k, 1)
-        index_of[pre + "x_proj.weight"] = (rows, 0)
-        mixer.A_log = new_A
-        mixer.x_proj.weight = new_W
-        mixer.x_proj.out_features = new_W.shape[0]
-        mixer.ssm_state_size = r
-    configs = {id(m.config): m.config for _, m in mixers}
+        for sl in slices:
+            owner, _, leaf = sl.path.rpartition(".")
+            module = mixer.get_submodule(owner) if owner else mixer
+            old = getattr(module, leaf)
+            new = _sliced(old, sl.index, sl.dim)
+            old_params[pre + sl.path], new_params[pre + sl.path] = old, new
+            index_of[pre + sl.path] = sl
+            setattr(module, leaf, new)
+        _resize(mixer, r)
+    configs = {id(m.config): m.config for _, m in mixers if hasattr(m, "config")}
     if getattr(model, "config", None) is not None:
         configs[id(model.config)] = model.config
     for cfg in configs.values():
@@ -379,13 +443,13 @@ def cut_mamba_(
     if optimizer is not None and plan:
 
         def moments(pname: str, t: torch.Tensor) -> torch.Tensor:
-            index, dim = index_of[pname]
-            return t.index_select(dim, index.to(t.device)).clone()
+            sl = index_of[pname]
+            return t.index_select(sl.dim, sl.index.to(t.device)).clone()
 
         n_rebound = rebind_optimizer_(optimizer, old_params, new_params, moments=moments)
-    changed_ids = {id(m) for _, m, _, _ in plan}
+    changed_ids = {id(m) for _, m, _ in plan}
     return CutReport(
-        layers=tuple(prefix[id(m)] for _, m in mixers),
+        layers=tuple(n for n, _ in mixers),
         old_sizes=tuple(sizes),
         new_size=r,
         keep=tuple(tuple(int(v) for v in k) for k in keeps),

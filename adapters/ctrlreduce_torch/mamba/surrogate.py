@@ -240,7 +240,10 @@ def mixer_signals(mixer: MambaMixer, hidden_states: torch.Tensor, name: str = ""
     dt_proj.bias)``, ``A = -exp(A_log)``.
     """
     if not isinstance(mixer, MambaMixer):
-        raise TypeError(f"mixer must be a transformers MambaMixer, got {seen(mixer)}")
+        raise TypeError(
+            f"mixer must be a transformers MambaMixer (Mamba2 has no surrogate yet), got "
+            f"{seen(mixer)}"
+        )
     L = hidden_states.shape[1]
     projected = mixer.in_proj(hidden_states).transpose(1, 2)
     x, z = projected.chunk(2, dim=1)
