@@ -38,6 +38,7 @@ names and texts only, the batches on a ``torch.Generator``.
 from __future__ import annotations
 
 import math
+import pydoc_data.topics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -161,8 +162,6 @@ def load_pydoc_corpus(
     """
     valid_every = check_int(valid_every, "valid_every", minimum=2)
     if topics is None:
-        import pydoc_data.topics
-
         topics = pydoc_data.topics.topics
     if not isinstance(topics, Mapping):
         raise TypeError(f"topics must be a mapping of str to str, got {seen(topics)}")

@@ -118,6 +118,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctrlreduce import StateSpace
+
 from .._checks import check_choice, check_int, seen
 from .cut import MambaMixer, find_mixers, normalize_keep
 
@@ -341,14 +343,12 @@ class MeanLTI:
         P, Q = self.gramians()
         return torch.linalg.svdvals(_psd_factor(Q).transpose(-1, -2) @ _psd_factor(P))
 
-    def state_space(self, channel: int) -> Any:
+    def state_space(self, channel: int) -> StateSpace:
         """Channel ``channel``'s surrogate as a :class:`ctrlreduce.StateSpace`.
 
         ``(diag(lam_c), M_c^{1/2}, K^{1/2}, dt=1)`` with symmetric square roots
         (N states, N inputs, N outputs), whose Gramians are :meth:`gramians`.
         """
-        from ctrlreduce import StateSpace
-
         c = check_int(channel, "channel", minimum=0, maximum=self.lam.shape[0] - 1)
         return StateSpace(
             torch.diag(self.lam[c]).numpy(force=True),
