@@ -13,12 +13,19 @@ import ctrlreduce as cr
 BENCH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mor-benchmarks"
 
 
+SHIPPED_DIR = Path(cr.__file__).resolve().parent / "data"  # CDplayer.mat ships with the package
+
+
 def bench_path(name: str) -> Path:
-    """Path of a SLICOT benchmark file in ../shared; skip (with the reason) if absent."""
-    path = BENCH_DIR / name
-    if not path.is_file():
-        pytest.skip(f"benchmark data {path} is not available on this machine")
-    return path
+    """Path of a SLICOT benchmark file in ../shared, else the copy shipped in the package.
+
+    Skips (with the reason) when neither has it.
+    """
+    for folder in (BENCH_DIR, SHIPPED_DIR):
+        path = folder / name
+        if path.is_file():
+            return path
+    pytest.skip(f"benchmark data {BENCH_DIR / name} is not available on this machine")
 
 
 def random_stable(

@@ -21,10 +21,10 @@ import scipy.io
 
 import ctrlreduce as cr
 from ctrlreduce import cli
+from tests.conftest import BENCH_DIR, bench_path
 
 control = pytest.importorskip("control")
 
-BENCH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mor-benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
@@ -37,10 +37,7 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
 
 
 def bench(name: str) -> Path:
-    path = BENCH_DIR / name
-    if not path.is_file():
-        pytest.skip(f"benchmark data {path} is not available on this machine")
-    return path
+    return bench_path(name)
 
 
 # ------------------------------------------------------------------ systems
