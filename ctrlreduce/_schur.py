@@ -156,15 +156,32 @@ def _complexify(Tr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return T, m, c, s
 
 
+def _hermitian(A: np.ndarray) -> bool:
+    """``True`` when ``A`` equals its conjugate transpose exactly."""
+    return bool(np.array_equal(A, A.conj().T))
+
+
 def schur_form(A: np.ndarray) -> SchurForm:
     """The Schur form of a validated square ``A`` (float64 or complex128).
 
-    Diagonal ``A``: nothing is computed.  Real ``A``: LAPACK ``gees`` in real
+    Diagonal ``A``: nothing is computed.  Exactly Hermitian (symmetric) ``A``:
+    its eigendecomposition (LAPACK ``heevr``/``syevr``), whose Schur factor is
+    the diagonal of eigenvalues.  ``gees`` would return the same form only up
+    to an off-diagonal part of size ``eps ||A||`` and a basis a few times
+    less orthogonal; on the discretised heat equation (``||X|| ~ 100 ||B B^T||``)
+    that alone put the Lyapunov residual at 2e-12 of ``||B B^T||`` instead of
+    1.5e-13.  Real ``A``: LAPACK ``gees`` in real
     arithmetic, then the ``2 x 2`` blocks are rotated to triangular form.
     Complex ``A``: complex ``gees``.
     """
     if is_diagonal(A):
         return SchurForm(np.diag(A).astype(np.complex128), None)
+    if _hermitian(A):
+        w, V = scipy.linalg.eigh(A, check_finite=False)
+        T = np.diag(w).astype(np.complex128)
+        if np.iscomplexobj(A):
+            return SchurForm(T, V.astype(np.complex128))
+        return SchurForm(T, V, np.diag(w))
     if np.iscomplexobj(A):
         T, U = scipy.linalg.schur(A, output="complex", check_finite=False)
         return SchurForm(np.triu(T).astype(np.complex128), U.astype(np.complex128))
